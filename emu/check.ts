@@ -1,0 +1,68 @@
+// `bootgate check`: open the image, apply the image-stage rules, then each generation's boot.
+import * as path from "node:path";
+import { openImage } from "../images/registry.ts";
+import { ImageError } from "../images/errors.ts";
+import { readLayout, type Layout } from "../images/layout.ts";
+import { attachFindings, uploadRuleFindings, type Target } from "../images/upload-rules.ts";
+import type { BlockDevice } from "../images/block.ts";
+import { finding, type Finding } from "./findings.ts";
+import "./findings-check.ts";
+import { exitCodeFor, type GenerationResult, type ImageSummary, type VerdictDoc } from "./verdict.ts";
+import { VERSION } from "./version.ts";
+
+export interface CheckOptions {
+  gens: (1 | 2)[];
+  target: Target;
+  format?: string;
+  allowDirs?: string[];
+}
+
+function emptyGen(generation: 1 | 2): GenerationResult {
+  return { generation, verdict: "inconclusive", reached: "image", findings: [], chain: [], handoff: null, screen: [], stats: {} };
+}
+
+/** One generation, once the disk is known to open. */
+function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, target: Target): GenerationResult {
+  const r = emptyGen(gen);
+  const blocked = attachFindings(dev.info, gen, target);
+  r.chain.push({ stage: "image", what: `${dev.info.format}${dev.info.subformat ? " " + dev.info.subformat : ""} disk, ${layout.partitioning} partitioning`,
+    evidence: { virtualSize: dev.info.virtualSize, sectorSize: dev.sectorSize } });
+  if (blocked.length) {
+    r.verdict = "fails";
+    r.findings.push(...blocked);
+    return r;
+  }
+  r.findings.push(finding("BOOT_NOT_EMULATED", { generation: gen }));
+  return r;
+}
+
+/**
+ * Check one image file. Throws ImageError only for files that cannot be read at all (kind "io"
+ * or "usage"); a container that is corrupt yields a document whose generations fail at "image".
+ */
+export function checkImage(file: string, opts: CheckOptions): VerdictDoc {
+  const image: ImageSummary = { path: file, format: "unknown", subformat: null, fileSize: 0, virtualSize: 0, sectorSize: 512, partitioning: "unknown" };
+  const imageFindings: Finding[] = [];
+  let gens: GenerationResult[];
+  let dev: BlockDevice | undefined;
+  try {
+    dev = openImage(file, { format: opts.format, allowDirs: opts.allowDirs });
+  } catch (e) {
+    if (!(e instanceof ImageError) || e.kind === "io" || e.kind === "usage") throw e;
+    const f = finding("CONTAINER_UNREADABLE", { message: e.message, path: path.basename(file) }, { errorCode: e.code, kind: e.kind });
+    gens = opts.gens.map((g) => ({ ...emptyGen(g), verdict: "fails" as const, findings: [f] }));
+    imageFindings.push(f);
+    return { schema: "bootgate.verdict/1", tool: { name: "bootgate", version: VERSION }, target: opts.target, image, imageFindings, generations: gens, exitCode: exitCodeFor(imageFindings, gens) };
+  }
+  try {
+    const info = dev.info;
+    const layout = readLayout(dev);
+    Object.assign(image, { format: info.format, subformat: info.subformat ?? null, fileSize: info.fileSize,
+      virtualSize: info.virtualSize, sectorSize: info.sectorSize, partitioning: layout.partitioning });
+    imageFindings.push(...info.findings, ...layout.findings, ...uploadRuleFindings(info, opts.target));
+    gens = opts.gens.map((g) => checkGeneration(dev!, layout, g, opts.target));
+  } finally {
+    dev.close();
+  }
+  return { schema: "bootgate.verdict/1", tool: { name: "bootgate", version: VERSION }, target: opts.target, image, imageFindings, generations: gens, exitCode: exitCodeFor(imageFindings, gens) };
+}

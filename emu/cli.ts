@@ -1,0 +1,144 @@
+// The bootgate command line: inspect, read, check, explain. Exit codes: 0 boots, 1 fails,
+// 2 usage error or unreadable/malformed image, 3 inconclusive.
+import * as fs from "node:fs";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { openImage } from "../images/registry.ts";
+import { ImageError } from "../images/errors.ts";
+import { readLayout } from "../images/layout.ts";
+import { allFindings, lookupFinding } from "./findings.ts";
+import "./findings-check.ts";
+import { checkImage } from "./check.ts";
+import { EXIT } from "./verdict.ts";
+import { VERSION } from "./version.ts";
+import { formatCheck, formatInspect, inspectDoc } from "./report-text.ts";
+
+class UsageError extends Error {}
+
+function intArg(name: string) {
+  return (v: string): number => {
+    if (!/^(0x[0-9a-f]+|\d+)$/i.test(v)) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    const n = Number(v);
+    if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`${name} is too large`);
+    return n;
+  };
+}
+
+/** Write all of `data` to stdout synchronously (retrying partial writes and EAGAIN on pipes). */
+function writeOut(data: string | Uint8Array): void {
+  const buf = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      off += fs.writeSync(1, buf, off, buf.length - off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+    }
+  }
+}
+
+function writeJson(dest: string, doc: unknown): void {
+  const text = JSON.stringify(doc, null, 2) + "\n";
+  if (dest === "-") writeOut(text);
+  else fs.writeFileSync(dest, text);
+}
+
+function collect(v: string, prev: string[]): string[] { return [...prev, v]; }
+
+function build(setExit: (c: number) => void): Command {
+  const program = new Command("bootgate")
+    .description("Will this converted disk image boot on a Hyper-V Generation 1 or 2 VM?")
+    .version(VERSION)
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => writeOut(s) });
+
+  const formatOpt = () => new Option("--format <fmt>", "container format instead of probing").choices(["raw", "vhd", "vhdx", "vmdk", "qcow2"]);
+  const allowOpt = () => new Option("--allow-dir <dir>", "folder from which parent images and extents may also be opened (repeatable)").argParser(collect).default([]);
+
+  program.command("inspect").argument("<image>")
+    .description("container, geometry, partitions, filesystems and image findings")
+    .option("--json", "machine-readable output")
+    .addOption(formatOpt()).addOption(allowOpt())
+    .action((image: string, o: { json?: boolean; format?: string; allowDir: string[] }) => {
+      const dev = openImage(image, { format: o.format, allowDirs: o.allowDir });
+      try {
+        const layout = readLayout(dev);
+        const doc = inspectDoc(image, dev, layout);
+        writeOut(o.json ? JSON.stringify(doc, null, 2) + "\n" : formatInspect(doc));
+      } finally { dev.close(); }
+      setExit(0);
+    });
+
+  program.command("read").argument("<image>")
+    .description("write virtual-disk sectors, raw, to stdout")
+    .requiredOption("--lba <n>", "first sector", intArg("--lba"))
+    .option("--count <m>", "number of sectors", intArg("--count"), 1)
+    .addOption(formatOpt()).addOption(allowOpt())
+    .action((image: string, o: { lba: number; count: number; format?: string; allowDir: string[] }) => {
+      const dev = openImage(image, { format: o.format, allowDirs: o.allowDir });
+      try {
+        if (o.lba + o.count > dev.sectorCount) {
+          throw new UsageError(`LBA ${o.lba} (+${o.count}) is past the end of the disk (${dev.sectorCount} sectors of ${dev.sectorSize} bytes)`);
+        }
+        const chunk = Math.max(1, Math.floor((4 << 20) / dev.sectorSize));
+        for (let done = 0; done < o.count; done += chunk) {
+          writeOut(dev.read(o.lba + done, Math.min(chunk, o.count - done)));
+        }
+      } finally { dev.close(); }
+      setExit(0);
+    });
+
+  program.command("check").argument("<image>")
+    .description("run the image-stage rules and each generation's boot; verdict per generation")
+    .addOption(new Option("--gen <g>", "generation to check").choices(["1", "2", "both"]).default("both"))
+    .addOption(new Option("--target <t>", "where the image goes").choices(["azure", "hyperv"]).default("azure"))
+    .option("--json <file>", "write the verdict JSON (bootgate.verdict/1) to FILE, or - for stdout")
+    .option("--quiet", "no human summary")
+    .addOption(formatOpt()).addOption(allowOpt())
+    .action((image: string, o: { gen: string; target: "azure" | "hyperv"; json?: string; quiet?: boolean; format?: string; allowDir: string[] }) => {
+      const gens: (1 | 2)[] = o.gen === "both" ? [1, 2] : [Number(o.gen) as 1 | 2];
+      const doc = checkImage(image, { gens, target: o.target, format: o.format, allowDirs: o.allowDir });
+      if (o.json) writeJson(o.json, doc);
+      if (!o.quiet && o.json !== "-") writeOut(formatCheck(doc));
+      setExit(doc.exitCode);
+    });
+
+  program.command("explain").argument("[code]")
+    .description("what a finding code means and how to fix it (no code: list all)")
+    .action((code?: string) => {
+      if (!code) {
+        for (const e of allFindings()) writeOut(`${e.code.padEnd(28)} ${e.severity.padEnd(8)} ${e.title}\n`);
+        setExit(0);
+        return;
+      }
+      const e = lookupFinding(code);
+      if (!e) throw new UsageError(`unknown finding code '${code}' (bootgate explain lists them)`);
+      writeOut(`${e.code} (${e.severity}, stage ${e.stage})\n${e.title}\n\n${e.explain}\n\nRemedy: ${e.remedy}\n`);
+      setExit(0);
+    });
+  return program;
+}
+
+/** Run the CLI; returns the exit code. Never throws. */
+export async function main(argv: string[]): Promise<number> {
+  let code: number = EXIT.USAGE;
+  const program = build((c) => { code = c; });
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    if (argv.length === 0) { program.outputHelp(); return EXIT.USAGE; }
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.exitCode === 0 ? 0 : EXIT.USAGE;   // help/version print and exit 0
+    }
+    if (e instanceof ImageError || e instanceof UsageError) {
+      process.stderr.write(`bootgate: ${e.message}${e instanceof ImageError ? ` [${e.code}]` : ""}\n`);
+      return EXIT.USAGE;
+    }
+    if ((e as NodeJS.ErrnoException)?.code === "EPIPE") return code;
+    process.stderr.write(`bootgate: internal error: ${(e as Error)?.message ?? String(e)}\n`);
+    if (process.env.BOOTGATE_DEBUG) process.stderr.write(String((e as Error)?.stack) + "\n");
+    return EXIT.USAGE;
+  }
+}
