@@ -17,3 +17,15 @@ export const MAX_GPT_ENTRIES = 1024;
 export const MAX_GPT_ENTRY_SIZE = 4096;
 /** Decompressed grain/cluster cache in bytes. */
 export const GRAIN_CACHE_BYTES = 32 * 1024 * 1024;
+/** Metadata tables (VMDK grain tables, qcow2 L2 tables) cached for all open images together, in bytes. */
+export const TABLE_CACHE_BYTES = 16 * 1024 * 1024;
+/** qcow2 L1 table entries (QEMU's QCOW_MAX_L1_SIZE is 32 MiB = 4 Mi entries). */
+export const MAX_QCOW2_L1_ENTRIES = 4 * 1024 * 1024;
+/** VMDK extents in one descriptor (16384 x 2 GB = 32 TiB, the largest Azure disk). */
+export const MAX_VMDK_EXTENTS = 16384;
+/** VMDK extent files kept open at once; more are reopened on demand. */
+export const MAX_OPEN_EXTENT_FILES = 64;
+/** Largest VMDK grain (QEMU's vmdk.c refuses grains over 1 GiB; real tools write 64 KiB). */
+export const MAX_VMDK_GRAIN_BYTES = 2 * 1024 * 1024;
+/** Largest VMDK grain table, in entries (the spec fixes 512; QEMU refuses more). */
+export const MAX_VMDK_GTES_PER_GT = 4096;
