@@ -4,15 +4,17 @@ import * as fs from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { openImage } from "../images/registry.ts";
 import { ImageError } from "../images/errors.ts";
-import { readLayout } from "../images/layout.ts";
+import { malformedLayout, readLayout } from "../images/layout.ts";
 import { allFindings, lookupFinding } from "./findings.ts";
 import "./findings-check.ts";
 import { checkImage } from "./check.ts";
 import { EXIT } from "./verdict.ts";
 import { VERSION } from "./version.ts";
+import { runDemo } from "./demo.ts";
 import { formatCheck, formatInspect, inspectDoc } from "./report-text.ts";
 
 class UsageError extends Error {}
+class MalformedError extends Error {}
 
 function intArg(name: string) {
   return (v: string): number => {
@@ -66,6 +68,9 @@ function build(setExit: (c: number) => void): Command {
         const layout = readLayout(dev);
         const doc = inspectDoc(image, dev, layout);
         writeOut(o.json ? JSON.stringify(doc, null, 2) + "\n" : formatInspect(doc));
+        // The layout is shown for debugging, but a malformed table is still a malformed image.
+        const bad = malformedLayout(layout);
+        if (bad) throw new MalformedError(`malformed partition table: ${bad.message} [${bad.code}]`);
       } finally { dev.close(); }
       setExit(0);
     });
@@ -117,6 +122,9 @@ function build(setExit: (c: number) => void): Command {
       writeOut(`${e.code} (${e.severity}, stage ${e.stage})\n${e.title}\n\n${e.explain}\n\nRemedy: ${e.remedy}\n`);
       setExit(0);
     });
+  program.command("demo")
+    .description("check the built-in demo disks (a good and a broken boot)")
+    .action(() => { setExit(runDemo(writeOut)); });
   return program;
 }
 
@@ -132,7 +140,7 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof CommanderError) {
       return e.exitCode === 0 ? 0 : EXIT.USAGE;   // help/version print and exit 0
     }
-    if (e instanceof ImageError || e instanceof UsageError) {
+    if (e instanceof ImageError || e instanceof UsageError || e instanceof MalformedError) {
       process.stderr.write(`bootgate: ${e.message}${e instanceof ImageError ? ` [${e.code}]` : ""}\n`);
       return EXIT.USAGE;
     }

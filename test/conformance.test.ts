@@ -6,16 +6,16 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { openImage } from "../images/registry.ts";
-import { cli, prng, sh, tmpdir } from "./helpers.ts";
+import { cli, prng, sh, shAsync, tmpdir } from "./helpers.ts";
 
 const MiB = 1024 * 1024;
 const SIZE = 24 * MiB;
 let dir: string;
 let reference: Buffer;
 
-interface Variant { name: string; file: string; make: (raw: string, out: string) => void; format: string; subformat?: string; ref?: () => Buffer }
+interface Variant { name: string; file: string; make: (raw: string, out: string) => unknown; format: string; subformat?: string; ref?: () => Buffer }
 
-const convert = (args: string[]) => (raw: string, out: string) => { sh("qemu-img", ["convert", "-f", "raw", ...args, raw, out]); };
+const convert = (args: string[]) => (raw: string, out: string) => shAsync("qemu-img", ["convert", "-f", "raw", ...args, raw, out]);
 
 const variants: Variant[] = [
   { name: "raw", file: "disk.img", format: "raw", make: (raw, out) => fs.copyFileSync(raw, out) },
@@ -34,14 +34,14 @@ const variants: Variant[] = [
 ];
 
 /** A backing chain: a qcow2 overlay over a qcow2 base, with writes in the overlay. */
-function makeChain(raw: string, out: string): void {
+async function makeChain(raw: string, out: string): Promise<void> {
   const base = path.join(path.dirname(out), "base.qcow2");
-  sh("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", raw, base]);
-  sh("qemu-img", ["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", out], { cwd: path.dirname(out) });
-  sh("qemu-io", ["-f", "qcow2", "-c", "write -P 0xab 1M 192k", "-c", `write -P 0x5c ${SIZE - 65536} 65536`, out]);
+  await shAsync("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", raw, base]);
+  await shAsync("qemu-img", ["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", out], { cwd: path.dirname(out) });
+  await shAsync("qemu-io", ["-f", "qcow2", "-c", "write -P 0xab 1M 192k", "-c", `write -P 0x5c ${SIZE - 65536} 65536`, out]);
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = tmpdir("bootgate-matrix-");
   const raw = path.join(dir, "source.raw");
   const data = prng(0x5eed, SIZE);
@@ -49,8 +49,8 @@ beforeAll(() => {
   fs.writeFileSync(raw, data);
   sh("sfdisk", ["-q", raw], { input: "label: dos\nlabel-id: 0x1234abcd\nstart=2048, size=16384, type=83, bootable\nstart=18432, type=7\n" });
   reference = fs.readFileSync(raw);
-  for (const v of variants) v.make(raw, path.join(dir, v.file));
-  makeChain(raw, path.join(dir, "top.qcow2"));
+  await Promise.all(variants.map((v) => v.make(raw, path.join(dir, v.file))));
+  await makeChain(raw, path.join(dir, "top.qcow2"));
   variants.push({ name: "qcow2 backing chain", file: "top.qcow2", format: "qcow2", make: () => {},
     ref: () => { const r = Buffer.from(reference); r.fill(0xab, MiB, MiB + 192 * 1024); r.fill(0x5c, SIZE - 65536); return r; } });
 }, 120_000);
@@ -58,7 +58,7 @@ beforeAll(() => {
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 describe("every container reads back the raw original", () => {
-  it.each(variants.map((v) => [v.name, v] as const))("%s through BlockDevice", (_n, v) => {
+  it.each(variants.map((v) => [v.name, v] as const))("%s through BlockDevice", async (_n, v) => {
     const expected = v.ref ? v.ref() : reference;
     const dev = openImage(path.join(dir, v.file));
     try {
@@ -79,13 +79,13 @@ describe("every container reads back the raw original", () => {
     } finally { dev.close(); }
   });
 
-  it.each(variants.map((v) => [v.name, v] as const))("%s through `bootgate read`", (_n, v) => {
+  it.each(variants.map((v) => [v.name, v] as const))("%s through `bootgate read`", async (_n, v) => {
     const expected = v.ref ? v.ref() : reference;
-    const whole = cli(["read", path.join(dir, v.file), "--lba", "0", "--count", String(SIZE / 512)]);
+    const whole = await cli(["read", path.join(dir, v.file), "--lba", "0", "--count", String(SIZE / 512)]);
     expect(whole.stderr).toBe("");
     expect(whole.status).toBe(0);
     expect(sha(whole.stdout)).toBe(sha(expected));
-    const last = cli(["read", path.join(dir, v.file), "--lba", String(SIZE / 512 - 1)]);
+    const last = await cli(["read", path.join(dir, v.file), "--lba", String(SIZE / 512 - 1)]);
     expect(last.status).toBe(0);
     expect(last.stdout.equals(expected.subarray(SIZE - 512))).toBe(true);
   });

@@ -1,5 +1,6 @@
 // Shared test helpers: temp folders, running real tools, deterministic random disks, the CLI.
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
+import { promisify } from "node:util";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -33,10 +34,28 @@ export function sha256(file: string): string {
 
 export interface CliResult { status: number; stdout: Buffer; stderr: string }
 
-/** Run the bootgate CLI as a user would (node emu/bin.mjs ...). */
-export function cli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): CliResult {
-  const r = spawnSync(process.execPath, [path.join(ROOT, "emu/bin.mjs"), ...args], {
-    cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, maxBuffer: 256 * 1024 * 1024, timeout: 120_000,
+const execFileP = promisify(execFile);
+
+/** Run a real tool without blocking the test worker's event loop (long conversions). */
+export async function shAsync(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
+  const r = await execFileP(cmd, args, { encoding: "utf8", cwd: opts.cwd, maxBuffer: 64 * 1024 * 1024 });
+  return r.stdout;
+}
+
+/** Run the bootgate CLI as a user would (node emu/bin.mjs ...), asynchronously. */
+export function cli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, "emu/bin.mjs"), ...args], {
+      cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"],
+    });
+    const out: Buffer[] = [], err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ status: code ?? -1, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") });
+    });
   });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr.toString("utf8") };
 }
