@@ -29,3 +29,37 @@ export const MAX_OPEN_EXTENT_FILES = 64;
 export const MAX_VMDK_GRAIN_BYTES = 2 * 1024 * 1024;
 /** Largest VMDK grain table, in entries (the spec fixes 512; QEMU refuses more). */
 export const MAX_VMDK_GTES_PER_GT = 4096;
+/** Guest filesystem readers (issue 4): metadata blocks cached per open filesystem, in bytes. */
+export const FS_METADATA_CACHE_BYTES = 8 * 1024 * 1024;
+/** Largest ext2/3/4 directory we read, in bytes (a 64 MiB directory holds ~1M entries). */
+export const MAX_EXT4_DIR_BYTES = 64 * 1024 * 1024;
+/** Block runs one ext2/3/4 file may map to (extents, or merged indirect-block pointers). */
+export const MAX_EXT4_FILE_RUNS = 256 * 1024;
+/** Extent-tree depth limit (the kernel's own trees stay <= 5) and tree nodes visited per file. */
+export const MAX_EXT4_EXTENT_DEPTH = 8;
+export const MAX_EXT4_EXTENT_NODES = 64 * 1024;
+/** Block groups in one ext filesystem (2^22 groups of 128 MiB = 512 TiB, beyond the 64 TiB disk limit). */
+export const MAX_EXT4_GROUPS = 4 * 1024 * 1024;
+/** Largest FAT directory: the FAT spec caps a directory at 65536 32-byte entries. */
+export const MAX_FAT_DIR_BYTES = 65536 * 32;
+/** Largest registry hive we load whole (real SYSTEM hives are 10-100 MiB; COMPONENTS can reach 200). */
+export const MAX_HIVE_BYTES = 512 * 1024 * 1024;
+/** Subkeys / values we list under one registry key. */
+export const MAX_REGF_SUBKEYS = 256 * 1024;
+export const MAX_REGF_VALUES = 64 * 1024;
+/** Largest registry value data we assemble (big-data values included). */
+export const MAX_REGF_VALUE_BYTES = 16 * 1024 * 1024;
+/** Registry key path depth for lookups (Windows allows 512 levels). */
+export const MAX_REGF_DEPTH = 512;
+/** NTFS: extension MFT records one file may spread over through $ATTRIBUTE_LIST. */
+export const MAX_NTFS_EXTENSION_RECORDS = 4096;
+/** NTFS: largest $ATTRIBUTE_LIST value (Windows keeps it under 256 KiB). */
+export const MAX_NTFS_ATTR_LIST_BYTES = 1024 * 1024;
+/** NTFS: data runs in one attribute (a heavily fragmented multi-GiB file). */
+export const MAX_NTFS_RUNS = 1024 * 1024;
+/** NTFS: entries in one directory index (WinSxS holds ~100k). */
+export const MAX_NTFS_DIR_ENTRIES = 1024 * 1024;
+/** NTFS: bytes of $INDEX_ALLOCATION read for one directory. */
+export const MAX_NTFS_INDEX_BYTES = 256 * 1024 * 1024;
+/** NTFS: MFT records kept in the per-volume cache. */
+export const NTFS_RECORD_CACHE = 4096;
