@@ -5,8 +5,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { checkImage } from "./check.ts";
 import { formatCheck } from "./report-text.ts";
+import { PROJECT_ROOT } from "./version.ts";
 
-const ROOT = path.resolve(import.meta.dirname, "..");
+const ROOT = PROJECT_ROOT;
 export const DEMO_DIR = path.join(ROOT, ".cache/fixtures/demo");
 export const DEMO_IMAGES = [
   { file: "demo-good.vhd", what: "GRUB on MBR, fixed VHD: the boot reaches the Linux kernel" },
