@@ -9,20 +9,39 @@ import { finding, type Finding } from "./findings.ts";
 import "./findings-check.ts";
 import { exitCodeFor, type GenerationResult, type ImageSummary, type VerdictDoc } from "./verdict.ts";
 import { VERSION } from "./version.ts";
+import { runGen1, type Gen1Options, type Gen1Result } from "./gen1.ts";
 
 export interface CheckOptions {
   gens: (1 | 2)[];
   target: Target;
   format?: string;
   allowDirs?: string[];
+  /** Gen1 emulation options (budgets, memory, scripted keys, IDE slot). */
+  gen1?: Gen1Options;
 }
 
 function emptyGen(generation: 1 | 2): GenerationResult {
   return { generation, verdict: "inconclusive", reached: "image", findings: [], chain: [], handoff: null, screen: [], stats: {} };
 }
 
+/** Gen1's emulation result as the verdict document carries it. */
+function fromGen1(r: GenerationResult, g: Gen1Result): GenerationResult {
+  r.verdict = g.verdict;
+  r.reached = g.reached;
+  r.findings.push(...g.findings);
+  r.chain.push(...g.chain);
+  r.handoff = g.handoff ? { ...g.handoff } : null;
+  r.screen = g.screen;
+  r.stop = g.stop;
+  r.stats = { ...g.stats };
+  if (g.trace.window) r.traceWindow = g.trace.window;
+  r.readLog = g.readLog;
+  return r;
+}
+
 /** One generation, once the disk is known to open. */
-function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, target: Target): GenerationResult {
+function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, opts: CheckOptions): GenerationResult {
+  const target = opts.target;
   const r = emptyGen(gen);
   const blocked = attachFindings(dev.info, gen, target);
   r.chain.push({ stage: "image", what: `${dev.info.format}${dev.info.subformat ? " " + dev.info.subformat : ""} disk, ${layout.partitioning} partitioning`,
@@ -32,6 +51,7 @@ function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, target: T
     r.findings.push(...blocked);
     return r;
   }
+  if (gen === 1) return fromGen1(r, runGen1(dev, opts.gen1));
   r.findings.push(finding("BOOT_NOT_EMULATED", { generation: gen }));
   return r;
 }
@@ -60,7 +80,7 @@ export function checkImage(file: string, opts: CheckOptions): VerdictDoc {
     Object.assign(image, { format: info.format, subformat: info.subformat ?? null, fileSize: info.fileSize,
       virtualSize: info.virtualSize, sectorSize: info.sectorSize, partitioning: layout.partitioning });
     imageFindings.push(...info.findings, ...layout.findings, ...uploadRuleFindings(info, opts.target));
-    gens = opts.gens.map((g) => checkGeneration(dev!, layout, g, opts.target));
+    gens = opts.gens.map((g) => checkGeneration(dev!, layout, g, opts));
   } finally {
     dev.close();
   }

@@ -100,10 +100,19 @@ function build(setExit: (c: number) => void): Command {
     .addOption(new Option("--target <t>", "where the image goes").choices(["azure", "hyperv"]).default("azure"))
     .option("--json <file>", "write the verdict JSON (bootgate.verdict/1) to FILE, or - for stdout")
     .option("--quiet", "no human summary")
+    .option("--memory <MiB>", "Gen1 VM memory in MiB (64..3584)", intArg("--memory"), 1024)
+    .option("--max-instructions <n>", "instruction budget per generation", intArg("--max-instructions"))
+    .option("--max-seconds <s>", "host time budget per generation", intArg("--max-seconds"))
+    .option("--keys <keys>", "keystrokes to type at BIOS prompts, e.g. 'down,enter' or text")
+    .addOption(new Option("--ide-slot <slot>", "Gen1 IDE attachment of the disk").choices(["ide0:0", "ide0:1", "ide1:0", "ide1:1"]).default("ide0:0"))
     .addOption(formatOpt()).addOption(allowOpt())
-    .action((image: string, o: { gen: string; target: "azure" | "hyperv"; json?: string; quiet?: boolean; format?: string; allowDir: string[] }) => {
+    .action((image: string, o: { gen: string; target: "azure" | "hyperv"; json?: string; quiet?: boolean; format?: string; allowDir: string[];
+      memory: number; maxInstructions?: number; maxSeconds?: number; keys?: string; ideSlot: string }) => {
       const gens: (1 | 2)[] = o.gen === "both" ? [1, 2] : [Number(o.gen) as 1 | 2];
-      const doc = checkImage(image, { gens, target: o.target, format: o.format, allowDirs: o.allowDir });
+      if (o.memory < 64 || o.memory > 3584) throw new UsageError(`--memory must be between 64 and 3584 MiB, not ${o.memory}`);
+      const gen1 = { memoryMiB: o.memory, maxInstructions: o.maxInstructions, maxWallMs: o.maxSeconds !== undefined ? o.maxSeconds * 1000 : undefined,
+        keys: o.keys, ideSlot: o.ideSlot };
+      const doc = checkImage(image, { gens, target: o.target, format: o.format, allowDirs: o.allowDir, gen1 });
       if (o.json) writeJson(o.json, doc);
       if (!o.quiet && o.json !== "-") writeOut(formatCheck(doc));
       setExit(doc.exitCode);

@@ -15,6 +15,12 @@ export interface GenerationResult {
   handoff: Record<string, unknown> | null;
   screen: string[];
   stats: Record<string, number>;
+  /** Why the emulation stopped (absent when no boot code ran). */
+  stop?: { reason: string; detail: string; cs?: number; ip?: number };
+  /** Disassembled instructions around the stop (debugging aid). */
+  traceWindow?: unknown;
+  /** Sectors the boot path read, in order (lba, count). */
+  readLog?: { lba: number; count: number }[];
 }
 
 export interface ImageSummary {
