@@ -36,6 +36,9 @@ function fromGen1(r: GenerationResult, g: Gen1Result): GenerationResult {
   r.stats = { ...g.stats };
   if (g.trace.window) r.traceWindow = g.trace.window;
   r.readLog = g.readLog;
+  if (g.reached === "kernel" && g.stop.reason === "handoff") {
+    r.findings.push(finding("ROOT_NOT_EVALUATED", { what: g.handoff ? `Linux ${g.handoff.protocol}` : "kernel" }));
+  }
   return r;
 }
 
