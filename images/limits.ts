@@ -63,3 +63,28 @@ export const MAX_NTFS_DIR_ENTRIES = 1024 * 1024;
 export const MAX_NTFS_INDEX_BYTES = 256 * 1024 * 1024;
 /** NTFS: MFT records kept in the per-volume cache. */
 export const NTFS_RECORD_CACHE = 4096;
+/** Initramfs (issue 4): decompressed bytes of all segments together (real ones are 20-200 MiB). */
+export const MAX_INITRAMFS_BYTES = 512 * 1024 * 1024;
+/** Compressed or uncompressed segments in one initramfs (early microcode + main + a few appended). */
+export const MAX_INITRAMFS_SEGMENTS = 64;
+/** cpio entries across one initramfs (a full dracut image holds ~3000). */
+export const MAX_CPIO_ENTRIES = 1024 * 1024;
+/** cpio name size including the NUL (the kernel's init/initramfs.c refuses names over PATH_MAX = 4096). */
+export const MAX_CPIO_NAME = 4096;
+/** zstd window we accept (zstd's own decoder default limit, ZSTD_WINDOWLOG_LIMIT_DEFAULT = 27). */
+export const MAX_ZSTD_WINDOW = 128 * 1024 * 1024;
+/** LZMA / xz dictionary we accept (xz -9 uses 64 MiB; the kernel's xz decoder caps its own lower). */
+export const MAX_LZMA_DICT = 256 * 1024 * 1024;
+/** Largest modules.dep / modules.alias / config text we parse. */
+export const MAX_MODULES_TEXT_BYTES = 64 * 1024 * 1024;
+/** Guest boot configuration (issue 4): largest grub.cfg we evaluate (real ones are < 100 KiB; 16 MiB leaves room). */
+export const MAX_GRUB_CFG_BYTES = 16 * 1024 * 1024;
+/** Commands evaluated in one grub.cfg (function calls included), nesting depth, entries per menu, value length. */
+export const MAX_GRUB_STEPS = 2_000_000;
+export const MAX_GRUB_NESTING = 64;
+export const MAX_GRUB_ENTRIES = 4096;
+export const MAX_GRUB_VALUE_BYTES = 64 * 1024;
+/** Largest text config file (BLS snippet, fstab, crypttab, /etc/default/grub, kernel command line) we parse. */
+export const MAX_BOOT_TEXT_BYTES = 1024 * 1024;
+/** BLS snippets read from /boot/loader/entries. */
+export const MAX_BLS_ENTRIES = 1024;
