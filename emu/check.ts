@@ -10,6 +10,7 @@ import "./findings-check.ts";
 import { exitCodeFor, type GenerationResult, type ImageSummary, type VerdictDoc } from "./verdict.ts";
 import { VERSION } from "./version.ts";
 import { runGen1, type Gen1Options, type Gen1Result } from "./gen1.ts";
+import { evaluateWindows } from "./os-windows.ts";
 
 export interface CheckOptions {
   gens: (1 | 2)[];
@@ -54,9 +55,42 @@ function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, opts: Che
     r.findings.push(...blocked);
     return r;
   }
-  if (gen === 1) return fromGen1(r, runGen1(dev, opts.gen1));
+  if (gen === 1) {
+    const g = runGen1(dev, opts.gen1);
+    fromGen1(r, g);
+    applyWindowsStage(r, dev, layout, gen, target, g);
+    return r;
+  }
   r.findings.push(finding("BOOT_NOT_EMULATED", { generation: gen }));
+  applyWindowsStage(r, dev, layout, gen, target);
   return r;
+}
+
+const STAGE_ORDER = ["image", "firmware", "bootloader", "kernel", "root"] as const;
+const VERDICT_ORDER = ["boots", "inconclusive", "fails"] as const;
+/** Gen1 stop findings that only say the emulator could not follow bootmgr (once the Windows stage accepted the run). */
+const EMULATOR_LIMIT_CODES = new Set(["GEN1_HALTED", "GEN1_BUDGET_EXHAUSTED", "GEN1_WAITING_FOR_KEY"]);
+
+/**
+ * The Windows OS stage (emu/os-windows.ts) merged into a generation's result; nothing happens on a disk
+ * without \Windows\System32. On Gen1 the emulation run is its pre-boot evidence: when the run loaded \bootmgr
+ * cleanly, the static verdict decides; otherwise the worse of the two verdicts and the lesser stage stand.
+ */
+function applyWindowsStage(r: GenerationResult, dev: BlockDevice, layout: Layout, gen: 1 | 2, target: Target, g?: Gen1Result): void {
+  const w = evaluateWindows({ dev, layout, generation: gen, target,
+    ...(g ? { preboot: { reached: g.reached, stopReason: g.stop.reason, stopDetail: g.stop.detail, chain: g.chain, readLog: g.readLog, screen: g.screen } } : {}) });
+  if (!w) return;
+  const accepted = (w.facts.preboot as { accepted?: boolean } | undefined)?.accepted === true;
+  if (!g || accepted) {
+    if (accepted) r.findings = r.findings.filter((f) => !EMULATOR_LIMIT_CODES.has(f.code));
+    r.verdict = w.verdict;
+    r.reached = w.reached;
+  } else {
+    r.verdict = VERDICT_ORDER[Math.max(VERDICT_ORDER.indexOf(r.verdict), VERDICT_ORDER.indexOf(w.verdict))];
+    r.reached = STAGE_ORDER[Math.min(STAGE_ORDER.indexOf(r.reached), STAGE_ORDER.indexOf(w.reached))];
+  }
+  r.findings.push(...w.findings);
+  r.chain.push(...w.chain, { stage: "root", what: `Windows OS stage: ${w.verdict}`, evidence: w.facts });
 }
 
 /**
