@@ -11,6 +11,7 @@ import { exitCodeFor, type GenerationResult, type ImageSummary, type VerdictDoc 
 import { VERSION } from "./version.ts";
 import { runGen1, type Gen1Options, type Gen1Result } from "./gen1.ts";
 import { evaluateWindows } from "./os-windows.ts";
+import { evaluateLinux } from "./os-linux.ts";
 
 export interface CheckOptions {
   gens: (1 | 2)[];
@@ -58,12 +59,28 @@ function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, opts: Che
   if (gen === 1) {
     const g = runGen1(dev, opts.gen1);
     fromGen1(r, g);
+    applyLinuxStage(r, dev, layout, target, g);
     applyWindowsStage(r, dev, layout, gen, target, g);
     return r;
   }
   r.findings.push(finding("BOOT_NOT_EMULATED", { generation: gen }));
   applyWindowsStage(r, dev, layout, gen, target);
   return r;
+}
+
+/**
+ * The Linux OS stage (emu/os-linux.ts) after a clean Gen1 hand-off to a Linux kernel: its verdict replaces the
+ * hand-off's "inconclusive", and ROOT_NOT_EVALUATED goes (it stays when the stage cannot evaluate the disk).
+ */
+function applyLinuxStage(r: GenerationResult, dev: BlockDevice, layout: Layout, target: Target, g: Gen1Result): void {
+  if (g.reached !== "kernel" || g.stop.reason !== "handoff" || !g.handoff) return;
+  const os = evaluateLinux({ dev, layout, generation: 1, target, handoff: g.handoff });
+  if (!os) return;
+  r.findings = r.findings.filter((f) => f.code !== "ROOT_NOT_EVALUATED");
+  r.verdict = os.verdict;
+  r.reached = os.reached;
+  r.findings.push(...os.findings);
+  r.chain.push(...os.chain, { stage: os.reached, what: `Linux OS stage: ${os.verdict}`, evidence: os.facts });
 }
 
 const STAGE_ORDER = ["image", "firmware", "bootloader", "kernel", "root"] as const;

@@ -198,6 +198,7 @@ EOF
   depmod -b "$d" "$KVER" || fx_die "depmod on the fixture root failed"
   if [[ "$initrd" != "-" ]]; then
     cp "$VMLINUZ" "$d/boot/vmlinuz-$KVER"
+    cp "$KX/boot/config-$KVER" "$d/boot/config-$KVER" # the OS stage reads CONFIG_HYPERV_STORAGE / RD_GZIP from it
     cp "$initrd" "$d/boot/initrd.img-$KVER"
     mkdir -p "$d/boot/grub/i386-pc"
     cp "$GRUB_DIR"/*.mod "$GRUB_DIR"/*.lst "$d/boot/grub/i386-pc/"
