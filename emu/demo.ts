@@ -10,7 +10,7 @@ import { PROJECT_ROOT } from "./version.ts";
 const ROOT = PROJECT_ROOT;
 export const DEMO_DIR = path.join(ROOT, ".cache/fixtures/demo");
 export const DEMO_IMAGES = [
-  { file: "demo-good.vhd", what: "GRUB on MBR, fixed VHD: the boot reaches the Linux kernel" },
+  { file: "demo-good.vhd", what: "GRUB on MBR, fixed VHD, initramfs with the Hyper-V storage drivers" },
   { file: "demo-broken.vhd", what: "GRUB whose prefix names a partition that does not exist" },
   { file: "demo-dynamic.vhd", what: "the good disk as a dynamic VHD, which Azure refuses" },
 ];
