@@ -45,7 +45,12 @@ export interface Cpu {
   /** A UC_HOOK_BLOCK limited to [begin, end] (trace windows only: it costs a JS call per block). */
   addBlockHook(begin: number, end: number, fn: (address: number, size: number) => void): number;
   removeHook(h: number): void;
-  /** Run from the current CS:EIP for at most `count` instructions (0 = no limit). */
+  /**
+   * Run from the current CS:EIP for at most `count` instructions (0 = no limit). Unicorn 2.0.1 counts with a hook
+   * on every instruction, added on the first counted run; a later uncounted run removes it and flushes all
+   * translated code (about 3 s), so keep to one kind. A run ended by `timeoutUs` may stop inside a translated block
+   * with EIP at the block start: do not resume after a timeout.
+   */
   run(count: number, timeoutUs?: number): RunOutcome;
   /** Ask the running emulation to stop (from a hook). */
   stop(): void;
@@ -167,7 +172,7 @@ class UnicornCpu implements Cpu {
 
   reg(r: X86Reg): number {
     const b = this.regBuf;
-    b.writeBigUInt64LE(0n, 0); // 8/16-bit reads write only 1-2 bytes (pitfall 2)
+    b.writeUInt32LE(0, 0); // 8/16-bit reads write only 1-2 bytes (pitfall 2)
     check(this.a, "uc_reg_read", this.a.uc_reg_read(this.uc, X86_REG[r], b));
     return b.readUInt32LE(0);
   }
@@ -203,8 +208,7 @@ class UnicornCpu implements Cpu {
 
   invalidate(begin: number, end: number): void {
     if (end <= begin) return;
-    check(this.a, "uc_ctl(REMOVE_CACHE)",
-      this.a.uc_ctl(this.uc, UC_CTL_REMOVE_CACHE, "uint64_t", BigInt(begin), "uint64_t", BigInt(end)));
+    check(this.a, "uc_ctl(REMOVE_CACHE)", this.a.uc_ctl_2u64(this.uc, UC_CTL_REMOVE_CACHE, BigInt(begin), BigInt(end)));
   }
 
   /** Drop every translated block. Slow in Unicorn 2.0.1 (about 3 s): for tests and emergencies only. */

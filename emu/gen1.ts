@@ -6,6 +6,7 @@ import type { BlockDevice } from "../images/block.ts";
 import { finding, type Finding } from "./findings.ts";
 import "./gen1-findings.ts";
 import { createCpu, type Cpu } from "./cpu.ts";
+import { LoopAccelerator } from "./loop-accel.ts";
 import { Machine, MEM } from "./machine.ts";
 import { NS_IDLE_SKIP } from "./clock.ts";
 import type { Stop } from "./stop.ts";
@@ -24,8 +25,8 @@ import { partitionOf, failureMessages } from "./gen1-evidence.ts";
 
 export interface Gen1Options {
   /**
-   * Work budget: BIOS calls plus port accesses (default 5 000 000). Guest instructions are not counted — Unicorn
-   * counts them only at a 5-20x slowdown — so a loop without any I/O ends at the wall-time budget instead.
+   * Work budget: BIOS calls plus port accesses (default 5 000 000). Guest instructions are not budgeted: a loop
+   * without any I/O ends at the wall-time budget, checked every SLICE_INSTRUCTIONS instructions.
    */
   maxEvents?: number;
   /** Accepted for compatibility; converted to an event budget of maxInstructions / 100. */
@@ -64,6 +65,11 @@ export interface Gen1Result {
 }
 
 const MAX_READLOG = 4096;
+/**
+ * Guest instructions per uc_emu_start (see the run loop). A counted run costs Unicorn a C hook call per instruction
+ * (about 3-8 ns); slices of 1 M instructions end every few ms of guest work, often enough to find hot copy loops.
+ */
+const SLICE_INSTRUCTIONS = 1_000_000;
 
 export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
   const t0 = performance.now();
@@ -115,6 +121,7 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
   });
   try {
     m = new Machine(cpu, memoryMiB * 2 ** 20, Math.min(1_000_000, Math.max(16, opts.traceEvents ?? 256)));
+    const accel = new LoopAccelerator(cpu, m);
     bios = new Gen1Bios(m, { memoryMiB, ideSlot, bootOrder: ["cd", "ide", "nic", "floppy"] });
     for (const s of [int10Services, int13Services, int15Services, miscServices]) bios.register(s);
     bios.keys = parseKeys(opts.keys ?? "");
@@ -210,34 +217,45 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
     m.trace.add("stage", "jump to the boot sector at 0000:7C00", { drive: "80h" });
 
     // ---- run loop ----
-    // Runs are uncounted and unsliced: counted runs are 5-20x slower, switching between counted and uncounted
-    // runs flushes Unicorn's translation cache (seconds), and resuming after a host-timeout stop corrupted GRUB's
-    // state in tests. So one uc_emu_start runs until a hook asks to stop (every BIOS call and port access checks
-    // the budgets), a HLT, an emulation error, or the wall-time budget. The virtual clock advances only with guest
-    // events (BIOS calls, port accesses, waits, idle polls, halts), so runs are deterministic.
+    // The guest runs in slices of SLICE_INSTRUCTIONS counted instructions. Unicorn ends a counted run from its own
+    // per-instruction hook, so the state at a slice end is exact and the run can resume there. (A run ended from
+    // outside — uc_emu_start's timeout thread — is not resumable in Unicorn 2.0.1: TCG checks for exit requests
+    // after guest memory accesses in the middle of a translated block and reports EIP as the block start, so
+    // resuming repeats instructions.) A run also ends on a hook's stop request (every BIOS call and port access
+    // checks the budgets), a HLT, or an emulation error. At each slice end the wall-time budget is checked, a jump
+    // to itself is reported, and the loop accelerator samples the PC (copy loops found there are finished on the
+    // host from then on, see loop-accel.ts). The virtual clock advances only with guest events (BIOS calls, port
+    // accesses, waits, idle polls, halts) and host-finished loops leave exactly the state the guest's loop would,
+    // so runs are deterministic.
     let stop: Stop | undefined;
     const here = (): { cs: number; ip: number } => ({ cs: cpu.reg("CS"), ip: cpu.reg("EIP") });
+    const spinning = (pc: number): boolean => {
+      const b0 = m.u8(pc), b1 = m.u8(pc + 1), b2 = m.u8(pc + 2);
+      return (b0 === 0xeb && b1 === 0xfe) || (b0 === 0xe9 && b1 === 0xfd && b2 === 0xff);
+    };
     while (!stop) {
-      const remainingUs = Math.floor((maxWallMs - (performance.now() - t0)) * 1000);
-      if (remainingUs <= 0) { stop = { reason: "budget-time", detail: `wall-time budget of ${maxWallMs} ms used up`, ...here() }; break; }
-      const ts = performance.now();
-      const r = cpu.run(0, remainingUs);
-      const took = (performance.now() - ts) * 1000;
+      if (performance.now() - t0 > maxWallMs) {
+        stop = { reason: "budget-time", detail: `wall-time budget of ${maxWallMs} ms used up in code making no BIOS calls`, ...here() };
+        break;
+      }
+      const r = cpu.run(SLICE_INSTRUCTIONS);
       if (cpu.hookError) { stop = { reason: "internal-error", detail: `a BIOS hook failed: ${cpu.hookError.message}`, ...here() }; break; }
       if (bios.stop) { stop = bios.stop; break; }
       if (r.err !== 0) { stop = { reason: "cpu-exception", detail: `emulation error: ${r.errText}`, ...here() }; break; }
       noteMode();
       if (m.resetRequested) { stop = { reason: "int19-return", detail: `the guest reset the machine: ${m.resetRequested}`, ...here() }; break; }
       const pc = m.pcLinear();
-      if (took >= remainingUs * 0.95) {
-        // The wall-time budget ran out inside guest code that makes no BIOS calls or port accesses.
-        const b0 = m.u8(pc), b1 = m.u8(pc + 1), b2 = m.u8(pc + 2);
-        stop = (b0 === 0xeb && b1 === 0xfe) || (b0 === 0xe9 && b1 === 0xfd && b2 === 0xff)
-          ? { reason: "halted", detail: `idle loop: a jump to itself with interrupts ${cpu.reg("EFLAGS") & 0x200 ? "on" : "off"}`, ...here() }
-          : { reason: "budget-time", detail: `wall-time budget of ${maxWallMs} ms used up in code making no BIOS calls`, ...here() };
-        break;
+      if (m.u8(pc - 1) !== 0xf4) {
+        // The slice was used up: a slice end sits on an instruction boundary, a HLT leaves EIP after its F4 (an
+        // instruction ending in an F4 byte just before a slice end would pass for a HLT; a stray timer tick at most).
+        if (spinning(pc)) {
+          // No interrupt is delivered while the guest runs (only at HLT): a jump to itself never ends.
+          stop = { reason: "halted", detail: `idle loop: a jump to itself with interrupts ${cpu.reg("EFLAGS") & 0x200 ? "on" : "off"}`, ...here() };
+          break;
+        }
+        accel.sample();
+        continue;
       }
-      if (m.u8(pc - 1) !== 0xf4) { stop = { reason: "internal-error", detail: "the emulator returned without a reason", ...here() }; break; }
       // HLT. With interrupts off nothing wakes the CPU; with them on (real mode), let one timer tick pass and run
       // the guest's timer hook if it installed one.
       if (!(cpu.reg("EFLAGS") & 0x200) || m.protectedMode()) {

@@ -42,6 +42,8 @@ export interface UcApi {
   uc_hook_add_insn(uc: unknown, hh: unknown[], type: number, cb: unknown, user: null, begin: number, end: number, ...extra: unknown[]): number;
   uc_hook_del(uc: unknown, hh: unknown): number;
   uc_ctl(uc: unknown, control: number, ...args: unknown[]): number;
+  /** uc_ctl with two uint64 arguments, bound without varargs (koffi's variadic calls cost microseconds). */
+  uc_ctl_2u64(uc: unknown, control: number, a: bigint, b: bigint): number;
   /** Callback prototypes for koffi.register. */
   protos: { intr: any; code: any; insnIn: any; insnOut: any; cpuid: any };
   koffi: typeof koffi;
@@ -92,6 +94,8 @@ export function unicorn(): UcApi {
       uc_hook_add_insn: lib.func("int uc_hook_add(uc_engine *uc, _Out_ size_t *hh, int type, void *cb, void *user, uint64_t begin, uint64_t end, ...)"),
       uc_hook_del: lib.func("int uc_hook_del(uc_engine *uc, size_t hh)"),
       uc_ctl: lib.func("int uc_ctl(uc_engine *uc, int control, ...)"),
+      // Same symbol: on x86-64 System V and Win64 integer varargs are passed like fixed arguments.
+      uc_ctl_2u64: lib.func("uc_ctl", "int", ["uc_engine *", "int", "uint64_t", "uint64_t"]),
       protos: { intr, code, insnIn, insnOut, cpuid },
       koffi,
     } as UcApi;

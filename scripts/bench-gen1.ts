@@ -12,7 +12,7 @@ for (const img of images) {
   const dev = new Disk(rawDriver.open(new FileSource(img), {} as never));
   const r = runGen1(dev, { maxWallMs: 180_000 });
   console.log(`${path.basename(img)}: ${r.stop.reason} (${r.reached}) in ${r.stats.wallMs} ms wall; ` +
-    `instructions: not counted (Unicorn counts only at a 5-20x slowdown); ${r.stats.events} events, ` +
+    `${r.stats.events} events, ` +
     `${r.stats.diskReads} INT 13h reads (${r.stats.sectorsRead} sectors), ${r.stats.modeSwitches} mode switches` +
     (r.handoff ? `; Linux ${r.handoff.kernelVersion?.split(" ")[0]} cmdline "${r.handoff.cmdline}"` : ""));
   dev.close();

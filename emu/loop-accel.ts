@@ -1,0 +1,206 @@
+// Host fast-forward of guest copy/fill loops (REP MOVS/STOS per Intel SDM vol. 2B "MOVS", "STOS", "REP"; GRUB 2's
+// byte-wise grub_memmove loops). Unicorn 2.0.1 sends every guest store through its notdirty slow path (dirty tracking
+// is stubbed out: cpu_physical_memory_is_clean() is always true), about 70 ns a store against 1.5 ns a load, so a
+// boot loader moving tens of MiB byte by byte spends seconds there. Loops are found by sampling the PC when a
+// counted run slice ends; their head then gets a single-address code hook that finishes the loop on the host with the
+// exact architectural result (memory, registers), leaving the guest only the loop's exit test.
+import type { Cpu } from "./cpu.ts";
+import type { Machine } from "./machine.ts";
+
+/** EFLAGS.DF (Intel SDM vol. 1, 3.4.3.2). */
+const DF = 0x400;
+/** Largest element loop done byte by byte in JS when the overlap makes it differ from memmove. */
+const MAX_SEQUENTIAL = 256 * 2 ** 20;
+/** Most loop heads trapped: every code hook adds a list walk to each hooked instruction's helper call. */
+const MAX_HEADS = 32;
+
+interface Idiom {
+  name: string;
+  /** Instruction bytes from the loop head (the hooked address); -1 matches any byte (a branch displacement). */
+  bytes: number[];
+  /** Finish the loop from the head; returns the bytes written, or -1 if this instance cannot be done on the host. */
+  finish(x: LoopAccelerator, s: Seg): number;
+}
+
+/** DS and ES segment bases of the flat 32-bit code a loop runs in. */
+interface Seg { ds: number; es: number }
+
+export interface LoopAccelStats { loops: string[]; calls: number; bytes: number; declined: number; samples: number }
+
+export class LoopAccelerator {
+  readonly stats: LoopAccelStats = { loops: [], calls: 0, bytes: 0, declined: 0, samples: 0 };
+  private heads = new Map<number, Idiom>();
+
+  constructor(readonly cpu: Cpu, readonly m: Machine) {}
+
+  /**
+   * After a time slice: if the guest stopped inside a known loop, trap the loop's head. The trap applies from the
+   * next translation of that code, so the translated blocks covering the head are dropped.
+   */
+  sample(): void {
+    this.stats.samples++;
+    if (this.heads.size >= MAX_HEADS || !this.flat32()) return;
+    const pc = this.m.pcLinear();
+    for (const idiom of IDIOMS) {
+      for (let back = 0; back < idiom.bytes.length; back++) {
+        const head = pc - back;
+        if (head < 0 || this.heads.has(head) || !this.matches(head, idiom)) continue;
+        this.heads.set(head, idiom);
+        this.stats.loops.push(`${idiom.name} at ${head.toString(16)}`);
+        this.cpu.addCodeHook(head, head, (a) => this.atHead(a));
+        this.cpu.invalidate(head, head + idiom.bytes.length);
+        return;
+      }
+    }
+  }
+
+  private matches(at: number, idiom: Idiom): boolean {
+    const ram = this.m.ram;
+    if (at + idiom.bytes.length > ram.length) return false;
+    for (let i = 0; i < idiom.bytes.length; i++) if (idiom.bytes[i] >= 0 && ram[at + i] !== idiom.bytes[i]) return false;
+    return true;
+  }
+
+  /** The code hook: the head runs next; finish the loop if the code there is still the idiom in flat 32-bit code. */
+  private atHead(at: number): void {
+    const idiom = this.heads.get(at);
+    if (!idiom || !this.matches(at, idiom)) return;
+    const seg = this.flat32();
+    if (!seg) return;
+    const n = idiom.finish(this, seg);
+    if (n < 0) { this.stats.declined++; return; }
+    this.stats.calls++;
+    this.stats.bytes += n;
+  }
+
+  /** DS and ES bases when the guest runs 32-bit protected-mode code (CS descriptor D bit), else undefined. */
+  private flat32(): Seg | undefined {
+    const c = this.cpu, m = this.m;
+    if ((c.reg("CR0") & 1) === 0) return undefined;
+    const gdt = c.mmr("GDTR");
+    const desc = (sel: number): number | undefined => {
+      const off = sel & 0xfff8;
+      return (sel & 4) === 0 && off + 8 <= gdt.limit + 1 ? gdt.base + off : undefined;
+    };
+    const base = (sel: number): number => {
+      const d = desc(sel);
+      return d === undefined ? 0 : (m.u16(d + 2) | (m.u8(d + 4) << 16) | (m.u8(d + 7) << 24)) >>> 0;
+    };
+    const cs = desc(c.reg("CS"));
+    if (cs === undefined || (m.u8(cs + 6) & 0x40) === 0) return undefined;
+    return { ds: base(c.reg("DS")), es: base(c.reg("ES")) };
+  }
+
+  /**
+   * Move `n` elements of `size` bytes from linear `src` to `dst`, element i at src + i*step -> dst + i*step
+   * (step = ±size), with the sequential semantics of the CPU loop. Returns false when a range leaves guest RAM.
+   */
+  move(dst: number, src: number, n: number, size: number, down: boolean): boolean {
+    const len = n * size;
+    const srcLo = down ? src - (n - 1) * size : src, dstLo = down ? dst - (n - 1) * size : dst;
+    if (!this.inRam(srcLo, len) || !this.inRam(dstLo, len)) return false;
+    const ram = this.m.ram;
+    const disjoint = dstLo + len <= srcLo || srcLo + len <= dstLo;
+    if (disjoint || (!down && dstLo <= srcLo) || (down && dstLo >= srcLo)) {
+      ram.copyWithin(dstLo, srcLo, srcLo + len);          // memmove gives the same bytes as the CPU's order here
+    } else {
+      if (len > MAX_SEQUENTIAL) return false;
+      const el = new Uint8Array(size);
+      for (let i = 0; i < n; i++) {
+        const k = down ? n - 1 - i : i;
+        for (let j = 0; j < size; j++) el[j] = ram[srcLo + k * size + j];
+        for (let j = 0; j < size; j++) ram[dstLo + k * size + j] = el[j];
+      }
+    }
+    this.cpu.invalidate(dstLo, dstLo + len);
+    return true;
+  }
+
+  /** Store `n` elements of the low `size` bytes of `value` from linear `dst` (STOS). */
+  fill(dst: number, n: number, size: number, value: number, down: boolean): boolean {
+    const len = n * size;
+    const lo = down ? dst - (n - 1) * size : dst;
+    if (!this.inRam(lo, len)) return false;
+    const pat = Buffer.alloc(4);
+    pat.writeUInt32LE(value >>> 0, 0);
+    this.m.ram.fill(pat.subarray(0, size), lo, lo + len);
+    this.cpu.invalidate(lo, lo + len);
+    return true;
+  }
+
+  private inRam(lo: number, len: number): boolean {
+    return lo >= 0 && lo + len <= this.m.ram.length && lo + len <= 2 ** 32;
+  }
+}
+
+/** REP MOVS with 32-bit addressing: ECX elements DS:ESI -> ES:EDI, direction by DF; flags are not changed. */
+function repMovs(size: number): Idiom["finish"] {
+  return (x, s) => {
+    const c = x.cpu;
+    const n = c.reg("ECX");
+    if (n === 0) return 0;
+    const down = (c.reg("EFLAGS") & DF) !== 0;
+    const esi = c.reg("ESI"), edi = c.reg("EDI");
+    if (!x.move(s.es + edi, s.ds + esi, n, size, down)) return -1;
+    const d = down ? -n * size : n * size;
+    c.setReg("ESI", (esi + d) >>> 0);
+    c.setReg("EDI", (edi + d) >>> 0);
+    c.setReg("ECX", 0);
+    return n * size;
+  };
+}
+
+/** REP STOS with 32-bit addressing: ECX copies of AL/AX/EAX to ES:EDI. */
+function repStos(size: number): Idiom["finish"] {
+  return (x, s) => {
+    const c = x.cpu;
+    const n = c.reg("ECX");
+    if (n === 0) return 0;
+    const down = (c.reg("EFLAGS") & DF) !== 0;
+    const edi = c.reg("EDI");
+    if (!x.fill(s.es + edi, n, size, c.reg("EAX"), down)) return -1;
+    c.setReg("EDI", (edi + (down ? -n * size : n * size)) >>> 0);
+    c.setReg("ECX", 0);
+    return n * size;
+  };
+}
+
+const IDIOMS: Idiom[] = [
+  { name: "rep movsb", bytes: [0xf3, 0xa4], finish: repMovs(1) },
+  { name: "rep movsd", bytes: [0xf3, 0xa5], finish: repMovs(4) },
+  { name: "rep movsw", bytes: [0x66, 0xf3, 0xa5], finish: repMovs(2) },
+  { name: "rep stosb", bytes: [0xf3, 0xaa], finish: repStos(1) },
+  { name: "rep stosd", bytes: [0xf3, 0xab], finish: repStos(4) },
+  {
+    // GRUB 2 grub_memmove, forward (dest < src), gcc -Os:  H: cmp ecx,edi ; je out ; movsb ; jmp H
+    // (ECX holds the end of dest). Finish: copy up to EDI = ECX; the guest's cmp/je then leaves the loop.
+    name: "grub_memmove forward loop", bytes: [0x39, 0xf9, 0x74, -1, 0xa4, 0xeb, 0xf9],
+    finish: (x, s) => {
+      const c = x.cpu;
+      const edi = c.reg("EDI"), n = (c.reg("ECX") - edi) >>> 0;
+      if (n === 0) return 0;
+      if (c.reg("EFLAGS") & DF) return -1;
+        const esi = c.reg("ESI");
+      if (!x.move(s.es + edi, s.ds + esi, n, 1, false)) return -1;
+      c.setReg("ESI", (esi + n) >>> 0);
+      c.setReg("EDI", (edi + n) >>> 0);
+      return n;
+    },
+  },
+  {
+    // GRUB 2 grub_memmove, backward (dest >= src):  H: sub ecx,1 ; jb out ; mov dl,[esi+ecx] ; mov [eax+ecx],dl ;
+    // jmp H. Finish: bytes ECX-1..0 copied high to low, ECX = 0 and DL = the last byte moved; the guest's
+    // sub/jb then leaves the loop.
+    name: "grub_memmove backward loop", bytes: [0x83, 0xe9, 0x01, 0x72, 0x08, 0x8a, 0x14, 0x0e, 0x88, 0x14, 0x08, 0xeb, 0xf3],
+    finish: (x, s) => {
+      const c = x.cpu;
+      const n = c.reg("ECX");
+      if (n === 0) return 0;
+        const src = s.ds + c.reg("ESI"), dst = s.ds + c.reg("EAX");
+      if (!x.move(dst + n - 1, src + n - 1, n, 1, true)) return -1;
+      c.setReg("ECX", 0);
+      c.setReg("DL", x.m.ram[dst]);
+      return n;
+    },
+  },
+];
