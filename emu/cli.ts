@@ -11,6 +11,7 @@ import { checkImage } from "./check.ts";
 import { EXIT } from "./verdict.ts";
 import { VERSION } from "./version.ts";
 import { runDemo } from "./demo.ts";
+import { loadDisassembler } from "./disasm.ts";
 import { formatCheck, formatInspect, inspectDoc } from "./report-text.ts";
 
 class UsageError extends Error {}
@@ -106,12 +107,13 @@ function build(setExit: (c: number) => void): Command {
     .option("--keys <keys>", "keystrokes to type at BIOS prompts, e.g. 'down,enter' or text")
     .addOption(new Option("--ide-slot <slot>", "Gen1 IDE attachment of the disk").choices(["ide0:0", "ide0:1", "ide1:0", "ide1:1"]).default("ide0:0"))
     .addOption(formatOpt()).addOption(allowOpt())
-    .action((image: string, o: { gen: string; target: "azure" | "hyperv"; json?: string; quiet?: boolean; format?: string; allowDir: string[];
+    .action(async (image: string, o: { gen: string; target: "azure" | "hyperv"; json?: string; quiet?: boolean; format?: string; allowDir: string[];
       memory: number; maxInstructions?: number; maxSeconds?: number; keys?: string; ideSlot: string }) => {
       const gens: (1 | 2)[] = o.gen === "both" ? [1, 2] : [Number(o.gen) as 1 | 2];
       if (o.memory < 64 || o.memory > 3584) throw new UsageError(`--memory must be between 64 and 3584 MiB, not ${o.memory}`);
       const gen1 = { memoryMiB: o.memory, maxInstructions: o.maxInstructions, maxWallMs: o.maxSeconds !== undefined ? o.maxSeconds * 1000 : undefined,
         keys: o.keys, ideSlot: o.ideSlot };
+      if (gens.includes(1)) await loadDisassembler();
       const doc = checkImage(image, { gens, target: o.target, format: o.format, allowDirs: o.allowDir, gen1 });
       if (o.json) writeJson(o.json, doc);
       if (!o.quiet && o.json !== "-") writeOut(formatCheck(doc));
@@ -133,7 +135,7 @@ function build(setExit: (c: number) => void): Command {
     });
   program.command("demo")
     .description("check the built-in demo disks (a good and a broken boot)")
-    .action(() => { setExit(runDemo(writeOut)); });
+    .action(async () => { await loadDisassembler(); setExit(runDemo(writeOut)); });
   return program;
 }
 

@@ -1,5 +1,6 @@
 // Disassembly of trace windows with Capstone (@alexaltea/capstone-js, wasm). Used only for the few instructions
-// around a stop (about 13 us an instruction); the factory is initialised once, at module load.
+// around a stop (about 13 us an instruction). The wasm factory is asynchronous and costs ~0.2 s, so it is
+// loaded on demand by callers that will emulate (loadDisassembler) rather than at start-up.
 import { createRequire } from "node:module";
 
 export interface DisasmLine { address: string; bytes: string; text: string }
@@ -9,13 +10,22 @@ interface CsDecoder { disasm(code: number[] | Uint8Array, addr: number): CsInsn[
 interface CsModule { Capstone: new (arch: number, mode: number) => CsDecoder; ARCH_X86: number; MODE_16: number; MODE_32: number }
 
 let cs: CsModule | undefined;
-let loadError: string | undefined;
-try {
-  const require = createRequire(import.meta.url);
-  const factory = require("@alexaltea/capstone-js") as () => Promise<CsModule>;
-  cs = await factory();
-} catch (e) {
-  loadError = (e as Error).message;
+let loadError: string | undefined = "disassembler not loaded (call loadDisassembler first)";
+let loading: Promise<void> | undefined;
+
+/** Initialise Capstone once; safe to call many times. Failure is remembered and shown in trace lines. */
+export function loadDisassembler(): Promise<void> {
+  loading ??= (async () => {
+    try {
+      const require = createRequire(import.meta.url);
+      const factory = require("@alexaltea/capstone-js") as () => Promise<CsModule>;
+      cs = await factory();
+      loadError = undefined;
+    } catch (e) {
+      loadError = (e as Error).message;
+    }
+  })();
+  return loading;
 }
 
 /**

@@ -4,11 +4,12 @@ import { beforeAll, describe, expect, it } from "vitest";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { runGen1 } from "../emu/gen1.ts";
+import { loadDisassembler } from "../emu/disasm.ts";
 import { identifyBootCode } from "../emu/bootcode-id.ts";
 import { ensureGen1Fixtures, fixture, openRaw } from "./gen1-fixtures.ts";
 import { sh, tmpdir } from "./helpers.ts";
 
-beforeAll(() => { ensureGen1Fixtures(); }, 900_000);
+beforeAll(async () => { ensureGen1Fixtures(); await loadDisassembler(); }, 900_000);
 
 describe("Gen1 boot failures", () => {
   it("stops at an empty MBR code area (zeroed boot code, 55AA kept) as a bootloader failure", () => {
