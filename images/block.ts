@@ -87,15 +87,17 @@ export class Disk implements BlockDevice {
     return buf;
   }
 
-  readBytes(offset: number, length: number): Buffer {
-    const ss = this.sectorSize;
-    const first = Math.floor(offset / ss);
-    const last = Math.ceil((offset + length) / ss);
-    const b = Buffer.from(this.read(first, last - first));
-    return b.subarray(offset - first * ss, offset - first * ss + length);
-  }
+  readBytes(offset: number, length: number): Buffer { return readBytesVia(this, offset, length); }
 
   close(): void { this.vd.close(); }
+}
+
+/** Byte-granular read through a device's sector reads (every BlockDevice's readBytes). */
+export function readBytesVia(dev: Pick<BlockDevice, "sectorSize" | "read">, offset: number, length: number): Buffer {
+  const ss = dev.sectorSize;
+  const first = Math.floor(offset / ss);
+  const last = Math.ceil((offset + length) / ss);
+  return Buffer.from(dev.read(first, last - first)).subarray(offset - first * ss, offset - first * ss + length);
 }
 
 /** Options and shared state for opening an image and its parents/extents. */

@@ -1,7 +1,7 @@
 // The read-only filesystem interface every guest filesystem reader implements (FAT, ext2/3/4,
 // XFS, NTFS), path resolution with symlinks kept inside the filesystem, and partition views.
 import { ImageError } from "./errors.ts";
-import type { BlockDevice, ContainerInfo, ReadRecord } from "./block.ts";
+import { readBytesVia, type BlockDevice, type ContainerInfo, type ReadRecord } from "./block.ts";
 
 /** A run of disk sectors, in LBAs of the whole disk (for the disk map). */
 export interface Extent { lba: number; count: number }
@@ -101,11 +101,6 @@ export class PartitionView implements BlockDevice {
     }
     return this.disk.read(this.startLba + lba, count);
   }
-  readBytes(offset: number, length: number): Buffer {
-    const ss = this.sectorSize;
-    const first = Math.floor(offset / ss);
-    const last = Math.ceil((offset + length) / ss);
-    return Buffer.from(this.read(first, last - first)).subarray(offset - first * ss, offset - first * ss + length);
-  }
+  readBytes(offset: number, length: number): Buffer { return readBytesVia(this, offset, length); }
   close(): void { /* the disk owns the file */ }
 }

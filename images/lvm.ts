@@ -1,7 +1,7 @@
 // LVM2 physical volumes and logical volumes as block devices (lvm2 lib/label/label.h label_header,
 // lib/format_text/layout.h pv_header / mda_header / raw_locn, text metadata in lvm-meta.ts).
 import { corrupt, hex, ImageError, overLimit, unsupported } from "./errors.ts";
-import type { BlockDevice, ContainerInfo, ReadRecord } from "./block.ts";
+import { readBytesVia, type BlockDevice, type ContainerInfo, type ReadRecord } from "./block.ts";
 import type { Extent } from "./fs.ts";
 import { readLayout } from "./layout.ts";
 import { MAX_READ_SECTORS } from "./limits.ts";
@@ -428,12 +428,7 @@ export class LogicalVolume implements BlockDevice {
     return out;
   }
 
-  readBytes(offset: number, length: number): Buffer {
-    const ss = this.sectorSize;
-    const first = Math.floor(offset / ss);
-    const last = Math.ceil((offset + length) / ss);
-    return Buffer.from(this.read(first, last - first)).subarray(offset - first * ss, offset - first * ss + length);
-  }
+  readBytes(offset: number, length: number): Buffer { return readBytesVia(this, offset, length); }
 
   /** Whole-disk LBAs of LV sectors [lba, lba+count), merged into runs. */
   mapToDisk(lba: number, count: number): Extent[] {

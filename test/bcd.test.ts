@@ -4,37 +4,14 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { hiveFromReg, regHex, sh, tmpdir } from "./helpers.ts";
+import { hiveFromReg, regHex, sh, tmpdir, rawDisk } from "./helpers.ts";
+import { guidBytes, partitionElement } from "./bcd-build.ts";
 import { Disk, type BlockDevice } from "../images/block.ts";
 import { FileSource } from "../images/source.ts";
 import { readLayout, type Layout } from "../images/layout.ts";
 import { BOOTMGR_GUID, decodeBcdDevice, matchBcdToDisk, readBcd } from "../images/bcd.ts";
 import { ImageError } from "../images/errors.ts";
 
-function rawDisk(file: string): BlockDevice {
-  const src = new FileSource(file);
-  return new Disk({
-    info: { format: "raw", path: file, fileSize: src.size, virtualSize: src.size, sectorSize: 512, findings: [] },
-    readInto(dst, offset) { const b = src.readUpTo(offset, dst.length); b.copy(dst, 0); dst.fill(0, b.length); },
-    close: () => src.close(),
-  });
-}
-
-/** EFI_GUID bytes (Data1-3 little-endian) from text. */
-function guidBytes(g: string): Buffer {
-  const h = g.replace(/[{}-]/g, "");
-  const b = Buffer.from(h, "hex");
-  return Buffer.concat([Buffer.from(b.subarray(0, 4)).reverse(), Buffer.from(b.subarray(4, 6)).reverse(), Buffer.from(b.subarray(6, 8)).reverse(), b.subarray(8)]);
-}
-
-/** A partition device element as bcdedit stores it: options GUID, descriptor header (type 6, size 0x48), payload. */
-function partitionElement(p: { mbr: number; offset: number } | { disk: string; part: string }): Buffer {
-  const b = Buffer.alloc(0x58);
-  b.writeUInt32LE(6, 0x10); b.writeUInt32LE(0x48, 0x18);
-  if ("mbr" in p) { b.writeBigUInt64LE(BigInt(p.offset), 0x20); b.writeUInt32LE(1, 0x34); b.writeUInt32LE(p.mbr, 0x38); }
-  else { guidBytes(p.part).copy(b, 0x20); b.writeUInt32LE(0, 0x34); guidBytes(p.disk).copy(b, 0x38); }
-  return b;
-}
 const bootElement = () => { const b = Buffer.alloc(0x48); b.writeUInt32LE(5, 0x10); b.writeUInt32LE(0x38, 0x18); return b; };
 
 const OS = "{4c2a6f8e-1b3d-11ef-9a5b-00155d012345}";

@@ -10,16 +10,7 @@ import { ImageError } from "../images/errors.ts";
 import { PartitionView, resolvePath, readFileAt, type FileHandle, type FileSystem } from "../images/fs.ts";
 import { readLayout } from "../images/layout.ts";
 import { openExt4, probeExt4 } from "../images/ext4.ts";
-import { prng, sh, shAsync, tmpdir } from "./helpers.ts";
-
-function rawDisk(file: string): BlockDevice {
-  const src = new FileSource(file);
-  return new Disk({
-    info: { format: "raw", path: file, fileSize: src.size, virtualSize: src.size, sectorSize: 512, findings: [] },
-    readInto(dst, offset) { const b = src.readUpTo(offset, dst.length); b.copy(dst, 0); dst.fill(0, b.length); },
-    close: () => src.close(),
-  });
-}
+import { prng, sh, shAsync, tmpdir, rawDisk } from "./helpers.ts";
 
 const SPARSE_SIZE = 80 * 1024 * 1024;
 /** Ten data islands: more extents than i_block holds (4), so the extent tree needs an index node. */

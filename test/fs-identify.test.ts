@@ -9,16 +9,7 @@ import { Disk, type BlockDevice } from "../images/block.ts";
 import { FileSource } from "../images/source.ts";
 import { readLayout, type Layout, type Partition } from "../images/layout.ts";
 import { identifyContent } from "../images/fs-identify.ts";
-import { sh, tmpdir } from "./helpers.ts";
-
-function rawDisk(file: string, sectorSize = 512): BlockDevice {
-  const src = new FileSource(file);
-  return new Disk({
-    info: { format: "raw", path: file, fileSize: src.size, virtualSize: src.size, sectorSize, findings: [] },
-    readInto(dst, offset) { const b = src.readUpTo(offset, dst.length); b.copy(dst, 0); dst.fill(0, b.length); },
-    close: () => src.close(),
-  });
-}
+import { sh, tmpdir, rawDisk } from "./helpers.ts";
 
 /** blkid's low-level probe of a file, as key=value pairs (the oracle). */
 function blkid(file: string): Record<string, string> {

@@ -5,6 +5,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
+import { Disk, type BlockDevice } from "../images/block.ts";
+import { FileSource } from "../images/source.ts";
 
 export const ROOT = path.resolve(import.meta.dirname, "..");
 
@@ -116,4 +118,14 @@ export function hiveFromReg(file: string, lines: string[]): Buffer {
   fs.writeFileSync(file + ".reg", ["Windows Registry Editor Version 5.00", "", ...out, ""].join("\r\n"));
   execFileSync("hivexregedit", ["--merge", file, file + ".reg"], { stdio: ["ignore", "pipe", "pipe"] });
   return fs.readFileSync(file);
+}
+
+/** A raw image file as a BlockDevice with a chosen logical sector size (the raw driver assumes 512). */
+export function rawDisk(file: string, sectorSize = 512): BlockDevice {
+  const src = new FileSource(file);
+  return new Disk({
+    info: { format: "raw", path: file, fileSize: src.size, virtualSize: src.size, sectorSize, findings: [] },
+    readInto(dst, offset) { const b = src.readUpTo(offset, dst.length); b.copy(dst, 0); dst.fill(0, b.length); },
+    close: () => src.close(),
+  });
 }

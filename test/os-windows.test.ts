@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { hiveFromReg, prng, regHex, sh, tmpdir } from "./helpers.ts";
+import { guidBytes, partitionElement } from "./bcd-build.ts";
 import { NtfsWriter } from "./ntfs-writer.ts";
 import { openImage } from "../images/registry.ts";
 import { readLayout } from "../images/layout.ts";
@@ -43,21 +44,6 @@ function systemReg(start: Record<string, number> = {}, mounted?: { sig: number; 
 
 const softwareReg = (product: string, build: string) => ["[\\Microsoft\\Windows NT\\CurrentVersion]", `"ProductName"=${JSON.stringify(product)}`,
   `"CurrentBuildNumber"=${JSON.stringify(build)}`, `"CurrentBuild"=${JSON.stringify(build)}`, '"CurrentVersion"="6.3"', ""];
-
-/** EFI_GUID bytes (Data1-3 little-endian) from text. */
-function guidBytes(g: string): Buffer {
-  const b = Buffer.from(g.replace(/[{}-]/g, ""), "hex");
-  return Buffer.concat([Buffer.from(b.subarray(0, 4)).reverse(), Buffer.from(b.subarray(4, 6)).reverse(), Buffer.from(b.subarray(6, 8)).reverse(), b.subarray(8)]);
-}
-
-/** A partition device element as bcdedit stores it (BL_DEVICE_DESCRIPTOR type 6, size 0x48). */
-function partitionElement(p: { mbr: number; offset: number } | { disk: string; part: string }): Buffer {
-  const b = Buffer.alloc(0x58);
-  b.writeUInt32LE(6, 0x10); b.writeUInt32LE(0x48, 0x18);
-  if ("mbr" in p) { b.writeBigUInt64LE(BigInt(p.offset), 0x20); b.writeUInt32LE(1, 0x34); b.writeUInt32LE(p.mbr, 0x38); }
-  else { guidBytes(p.part).copy(b, 0x20); b.writeUInt32LE(0, 0x34); guidBytes(p.disk).copy(b, 0x38); }
-  return b;
-}
 
 function bcdReg(bootmgrDev: Buffer, osDev: Buffer, winload: string): string[] {
   const el = (obj: string, type: string, data: string) => [`[\\Objects\\${obj}\\Elements\\${type}]`, `"Element"=${data}`, ""];

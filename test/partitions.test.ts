@@ -8,24 +8,11 @@ import { Disk, type BlockDevice } from "../images/block.ts";
 import { FileSource } from "../images/source.ts";
 import { readLayout, malformedLayout, type Layout } from "../images/layout.ts";
 import { MAX_EBR_CHAIN } from "../images/limits.ts";
-import { prng, sh, tmpdir, sha256 } from "./helpers.ts";
+import { prng, sh, tmpdir, sha256, rawDisk } from "./helpers.ts";
 import { ImageError } from "../images/errors.ts";
 
 // A raw file as a BlockDevice with a chosen logical sector size. Built on block.ts directly (not
 // registry.ts) because 4096-byte logical sectors need a device that says so.
-function rawDisk(file: string, sectorSize = 512): BlockDevice {
-  const src = new FileSource(file);
-  return new Disk({
-    info: { format: "raw", path: file, fileSize: src.size, virtualSize: src.size, sectorSize, findings: [] },
-    readInto(dst, offset) {
-      const b = src.readUpTo(offset, dst.length);
-      b.copy(dst, 0);
-      dst.fill(0, b.length);
-    },
-    close: () => src.close(),
-  });
-}
-
 function layoutOf(file: string, sectorSize = 512): Layout {
   const dev = rawDisk(file, sectorSize);
   try { return readLayout(dev); } finally { dev.close(); }

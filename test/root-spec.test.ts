@@ -4,21 +4,12 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { sh, tmpdir } from "./helpers.ts";
+import { sh, tmpdir, rawDisk } from "./helpers.ts";
 import { Disk, type BlockDevice } from "../images/block.ts";
 import { FileSource } from "../images/source.ts";
 import { readLayout } from "../images/layout.ts";
 import { parseCmdline, resolveCmdlineRoot, resolveDeviceSpec, volumesFromLayout, type Volume } from "../images/root-spec.ts";
 import { fstabFor, parseCrypttab, parseFstab } from "../images/fstab.ts";
-
-function rawDisk(file: string): BlockDevice {
-  const src = new FileSource(file);
-  return new Disk({
-    info: { format: "raw", path: file, fileSize: src.size, virtualSize: src.size, sectorSize: 512, findings: [] },
-    readInto(dst, offset) { const b = src.readUpTo(offset, dst.length); b.copy(dst, 0); dst.fill(0, b.length); },
-    close: () => src.close(),
-  });
-}
 
 const ROOT_UUID = "3d6e1a52-1c0b-4f7e-9a3a-2b5c7d9e0f11";
 const SWAP_UUID = "0c9b8a7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d";
