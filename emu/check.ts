@@ -37,6 +37,7 @@ function fromGen1(r: GenerationResult, g: Gen1Result): GenerationResult {
   r.stop = g.stop;
   r.stats = { ...g.stats };
   if (g.trace.window) r.traceWindow = g.trace.window;
+  if (g.trace.blocks) r.traceBlocks = g.trace.blocks;
   r.readLog = g.readLog;
   if (g.reached === "kernel" && g.stop.reason === "handoff") {
     r.findings.push(finding("ROOT_NOT_EVALUATED", { what: g.handoff ? `Linux ${g.handoff.protocol}` : "kernel" }));

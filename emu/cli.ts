@@ -105,14 +105,15 @@ function build(setExit: (c: number) => void): Command {
     .option("--max-instructions <n>", "instruction budget per generation", intArg("--max-instructions"))
     .option("--max-seconds <s>", "host time budget per generation", intArg("--max-seconds"))
     .option("--keys <keys>", "keystrokes to type at BIOS prompts, e.g. 'down,enter' or text")
+    .option("--trace-blocks <n>", "record the last N basic blocks of the Gen1 run in the JSON (slow; for debugging)", intArg("--trace-blocks"))
     .addOption(new Option("--ide-slot <slot>", "Gen1 IDE attachment of the disk").choices(["ide0:0", "ide0:1", "ide1:0", "ide1:1"]).default("ide0:0"))
     .addOption(formatOpt()).addOption(allowOpt())
     .action(async (image: string, o: { gen: string; target: "azure" | "hyperv"; json?: string; quiet?: boolean; format?: string; allowDir: string[];
-      memory: number; maxInstructions?: number; maxSeconds?: number; keys?: string; ideSlot: string }) => {
+      memory: number; maxInstructions?: number; maxSeconds?: number; keys?: string; ideSlot: string; traceBlocks?: number }) => {
       const gens: (1 | 2)[] = o.gen === "both" ? [1, 2] : [Number(o.gen) as 1 | 2];
       if (o.memory < 64 || o.memory > 3584) throw new UsageError(`--memory must be between 64 and 3584 MiB, not ${o.memory}`);
       const gen1 = { memoryMiB: o.memory, maxInstructions: o.maxInstructions, maxWallMs: o.maxSeconds !== undefined ? o.maxSeconds * 1000 : undefined,
-        keys: o.keys, ideSlot: o.ideSlot };
+        keys: o.keys, ideSlot: o.ideSlot, traceBlocks: o.traceBlocks };
       if (gens.includes(1)) await loadDisassembler();
       const doc = checkImage(image, { gens, target: o.target, format: o.format, allowDirs: o.allowDir, gen1 });
       if (o.json) writeJson(o.json, doc);

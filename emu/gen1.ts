@@ -41,6 +41,11 @@ export interface Gen1Options {
   ideSlot?: string;
   /** Trace ring size in events (default 256; debugging aid). */
   traceEvents?: number;
+  /**
+   * Record the last N basic blocks executed (0 = off, the default). A debugging aid: a block hook costs a JS call
+   * per block, several times the run's time.
+   */
+  traceBlocks?: number;
 }
 
 export type Gen1Stage = "image" | "firmware" | "bootloader" | "kernel";
@@ -61,7 +66,9 @@ export interface Gen1Result {
     modeSwitches: number; virtualMs: number };
   readLog: { lba: number; count: number }[];
   trace: { events: TraceEvent[]; stages: TraceEvent[]; window?: { at: string; mode: string; lines: DisasmLine[] };
-    unknownPorts: Record<string, number> };
+    unknownPorts: Record<string, number>;
+    /** The last basic blocks executed (linear address in hex, size in bytes), with opts.traceBlocks only. */
+    blocks?: { address: string; size: number }[] };
 }
 
 const MAX_READLOG = 4096;
@@ -122,6 +129,11 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
   try {
     m = new Machine(cpu, memoryMiB * 2 ** 20, Math.min(1_000_000, Math.max(16, opts.traceEvents ?? 256)));
     const accel = new LoopAccelerator(cpu, m);
+    const traceBlocks = Math.min(100_000, Math.max(0, Math.floor(opts.traceBlocks ?? 0)));
+    if (traceBlocks > 0) {
+      m.trace.keepBlocks(traceBlocks);
+      cpu.addBlockHook(0, 0xffffffff, (address, size) => m.trace.block(address, size));
+    }
     bios = new Gen1Bios(m, { memoryMiB, ideSlot, bootOrder: ["cd", "ide", "nic", "floppy"] });
     for (const s of [int10Services, int13Services, int15Services, miscServices]) bios.register(s);
     bios.keys = parseKeys(opts.keys ?? "");
@@ -290,7 +302,8 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
         stats: { instructions: -1, events: bios.intCalls + m.portAccesses, wallMs: Math.round(performance.now() - t0), diskReads: bios.diskReads, sectorsRead: bios.sectorsRead,
           intCalls: bios.intCalls, modeSwitches, virtualMs: Math.round(m.clock.now / 1e6) },
         readLog,
-        trace: { events: m.trace.lastEvents(), stages: m.trace.stageEvents(), window: stopWindow(s), unknownPorts: m.unknownPortCounts() },
+        trace: { events: m.trace.lastEvents(), stages: m.trace.stageEvents(), window: stopWindow(s), unknownPorts: m.unknownPortCounts(),
+          ...(traceBlocks > 0 ? { blocks: m.trace.lastBlocks().map((b) => ({ address: b.address.toString(16).padStart(5, "0"), size: b.size })) } : {}) },
       };
     }
 

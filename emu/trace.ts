@@ -27,7 +27,7 @@ class Ring<T> {
 
 export class Trace {
   private events: Ring<TraceEvent>;
-  private blocks: Ring<{ address: number; size: number }>;
+  private blocks: Ring<{ address: number; size: number }>;  // filled only when a block hook is installed
   /** Stage events are few and all kept (bounded anyway). */
   private stages: TraceEvent[] = [];
   constructor(private clockUs: () => number, eventCap = 256, blockCap = 64) {
@@ -40,6 +40,9 @@ export class Trace {
     if (kind === "stage" && this.stages.length < 64) this.stages.push(ev);
     this.events.push(ev);
   }
+
+  /** Keep the last `n` basic blocks instead of the default ring size. */
+  keepBlocks(n: number): void { this.blocks = new Ring(n); }
 
   block(address: number, size: number): void {
     this.blocks.push({ address, size });

@@ -19,6 +19,8 @@ export interface GenerationResult {
   stop?: { reason: string; detail: string; cs?: number; ip?: number };
   /** Disassembled instructions around the stop (debugging aid). */
   traceWindow?: unknown;
+  /** The last basic blocks executed (check --trace-blocks N). */
+  traceBlocks?: { address: string; size: number }[];
   /** Sectors the boot path read, in order (lba, count). */
   readLog?: { lba: number; count: number }[];
 }

@@ -88,3 +88,19 @@ describe("Gen1 boot failures", () => {
     expect(identifyBootCode(Buffer.alloc(512)).kind).toBe("empty");
   });
 });
+
+describe("Gen1 trace of basic blocks (debugging aid)", () => {
+  it("records the last N blocks, the last one holding the faulting instruction", () => {
+    const r = runGen1(fixture("gpt-no-biosboot.img"), { traceBlocks: 8 });
+    expect(r.stop.reason).toBe("cpu-exception");
+    const blocks = r.trace.blocks ?? [];
+    expect(blocks).toHaveLength(8);
+    const last = blocks[blocks.length - 1];
+    const at = (r.stop.cs ?? 0) * 16 + (r.stop.ip ?? 0);
+    expect(at).toBeGreaterThanOrEqual(parseInt(last.address, 16));
+    expect(at).toBeLessThan(parseInt(last.address, 16) + last.size);
+  });
+  it("is off by default", () => {
+    expect(runGen1(fixture("zeroed-bootcode.img")).trace.blocks).toBeUndefined();
+  });
+});
