@@ -4,128 +4,26 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { execFileSync } from "node:child_process";
-import { prng, ROOT, sh, tmpdir } from "./helpers.ts";
-import { fixture, fixtureManifest, GEN1_DIR } from "./fixtures.ts";
-import { openImage } from "../images/registry.ts";
+import { prng, tmpdir } from "./helpers.ts";
+import { fixture, GEN1_DIR } from "./fixtures.ts";
 import { readLayout } from "../images/layout.ts";
 import type { BlockDevice } from "../images/block.ts";
-import { openVolumes } from "../images/fs-open.ts";
-import { resolvePath } from "../images/fs.ts";
-import { evaluateLinux, type OsStageInput, type OsStageResult } from "../emu/os-linux.ts";
+import { evaluateLinux } from "../emu/os-linux.ts";
 import { checkImage } from "../emu/check.ts";
+import { codes, evaluate, LinuxKit, one, UUID_DATA, UUID_ELSEWHERE, UUID_ROOT, type TreeOpts } from "./linux-disk.ts";
 
-const UUID_ROOT = "0b5e1a2c-3d4e-4f50-8a6b-7c8d9e0f1a2b";
-const UUID_DATA = "1c6f2b3d-4e5f-4061-9b7c-8d9e0f1a2b3c";
-const UUID_ELSEWHERE = "deadbeef-0000-4000-8000-00000000cafe";
-
-let M: ReturnType<typeof fixtureManifest>;
+const kit = new LinuxKit(tmpdir("bootgate-oslinux-"));
 let KVER: string;
-let KX: string;
-const dir = tmpdir("bootgate-oslinux-");
-const opened: BlockDevice[] = [];
-
-interface TreeOpts {
-  cmdline?: string;
-  fstab?: string;
-  initrd?: Buffer;
-  /** Copy /boot/config-<ver> and /lib/modules/<ver>/modules.{builtin,dep} (the kernel facts). */
-  kernelFacts?: boolean;
-  grubCfg?: boolean;
-}
-
-function tree(name: string, o: TreeOpts): string {
-  const d = path.join(dir, name);
-  fs.mkdirSync(path.join(d, "boot/grub"), { recursive: true });
-  fs.mkdirSync(path.join(d, "etc"));
-  fs.copyFileSync(path.join(KX, `boot/vmlinuz-${KVER}`), path.join(d, `boot/vmlinuz-${KVER}`));
-  fs.writeFileSync(path.join(d, `boot/initrd.img-${KVER}`), o.initrd ?? fs.readFileSync(path.join(GEN1_DIR, "initrd-hv.cpio.gz")));
-  if (o.kernelFacts !== false) {
-    fs.copyFileSync(path.join(KX, `boot/config-${KVER}`), path.join(d, `boot/config-${KVER}`));
-    fs.mkdirSync(path.join(d, `lib/modules/${KVER}`), { recursive: true });
-    for (const f of ["modules.builtin", "modules.dep"]) fs.copyFileSync(path.join(KX, `lib/modules/${KVER}`, f), path.join(d, `lib/modules/${KVER}`, f));
-  }
-  if (o.grubCfg !== false) {
-    fs.writeFileSync(path.join(d, "boot/grub/grub.cfg"), [
-      "set default=0", "set timeout=5",
-      `menuentry 'Debian GNU/Linux' --class debian {`, `\tlinux /boot/vmlinuz-${KVER} ${o.cmdline ?? `root=UUID=${UUID_ROOT} ro quiet`}`,
-      `\tinitrd /boot/initrd.img-${KVER}`, "}",
-      `menuentry 'Debian GNU/Linux (recovery mode)' {`, `\tlinux /boot/vmlinuz-${KVER} root=UUID=${UUID_ROOT} ro single`, "}", ""].join("\n"));
-  }
-  fs.writeFileSync(path.join(d, "etc/fstab"), o.fstab ?? `UUID=${UUID_ROOT} / ext4 errors=remount-ro 0 1\n`);
-  return d;
-}
-
-/** An MBR disk: partition 1 ext4 from `root` (48 MiB), optional partition 2 ext4 "data" (8 MiB) or FAT. */
-function disk(name: string, root: string | undefined, second: "data" | "none" = "none", fat = false): BlockDevice {
-  const img = path.join(dir, `${name}.img`);
-  sh("truncate", ["-s", "64M", img]);
-  sh("sfdisk", ["-q", img], { input: `label: dos\nlabel-id: 0x5eed0001\nstart=2048, size=98304, type=${fat ? "c" : "83"}, bootable\n`
-    + (second === "data" ? "start=100352, size=16384, type=83\n" : "") });
-  const put = (fsImg: string, lba: number) => sh("dd", [`if=${fsImg}`, `of=${img}`, "bs=512", `seek=${lba}`, "conv=notrunc,sparse", "status=none"]);
-  const p1 = path.join(dir, `${name}.p1`);
-  if (fat) {
-    sh("mkfs.fat", ["-F", "32", "-C", p1, String(48 * 1024)]);
-  } else {
-    sh("mkfs.ext4", ["-q", "-F", "-b", "4096", "-L", "root", "-U", UUID_ROOT, "-E", "root_owner=0:0", "-d", root!, p1, "48M"]);
-  }
-  put(p1, 2048);
-  if (second === "data") {
-    const empty = path.join(dir, `${name}.empty`);
-    fs.mkdirSync(empty);
-    const p2 = path.join(dir, `${name}.p2`);
-    sh("mkfs.ext4", ["-q", "-F", "-L", "data", "-U", UUID_DATA, "-d", empty, p2, "8M"]);
-    put(p2, 100352);
-  }
-  const dev = openImage(img);
-  opened.push(dev);
-  return dev;
-}
-
-function evaluate(dev: BlockDevice, generation: 1 | 2, handoff?: OsStageInput["handoff"]): OsStageResult {
-  const r = evaluateLinux({ dev, layout: readLayout(dev), generation, target: "hyperv", ...(handoff ? { handoff } : {}) });
-  expect(r).toBeDefined();
-  return r!;
-}
-
-const codes = (r: OsStageResult) => r.findings.map((f) => f.code);
-const one = (r: OsStageResult, code: string) => {
-  const f = r.findings.filter((x) => x.code === code);
-  expect(f, `${code} in ${codes(r).join(", ")}`).toHaveLength(1);
-  return f[0];
-};
-
-/** Where a file of partition 1 starts on the disk, as the boot loader would have read it. */
-function lbaOf(dev: BlockDevice, p: string): number {
-  const vols = openVolumes(dev, readLayout(dev));
-  const v = vols.list.find((x) => x.partitionIndex === 1)!;
-  const fsys = v.open()!;
-  return fsys.extents(resolvePath(fsys, p)!)[0].lba;
-}
-
-/** An initrd made of `base` plus a second (uncompressed newc) archive holding `files`, 4-byte aligned like the kernel wants. */
-function appendCpio(base: Buffer, files: Record<string, string>): Buffer {
-  const d = fs.mkdtempSync(path.join(dir, "cpio-"));
-  for (const [p, text] of Object.entries(files)) {
-    fs.mkdirSync(path.join(d, path.dirname(p)), { recursive: true });
-    fs.writeFileSync(path.join(d, p), text);
-  }
-  const list = execFileSync("find", [".", "-mindepth", "1"], { cwd: d, encoding: "utf8" }).split("\n").filter(Boolean).sort().join("\n") + "\n";
-  const arc = execFileSync("cpio", ["-o", "-H", "newc", "-R", "0:0", "--quiet"], { cwd: d, input: list });
-  const pad = Buffer.alloc((4 - (base.length % 4)) % 4);
-  return Buffer.concat([base, pad, arc]);
-}
+const tree = (name: string, o: TreeOpts) => kit.tree(name, o);
+const disk = (name: string, root: string | undefined, second: "data" | "none" = "none", fat = false) => kit.disk(name, root, second, fat);
+const lbaOf = (dev: BlockDevice, p: string) => kit.lbaOf(dev, p);
+const appendCpio = (base: Buffer, files: Record<string, string>) => kit.appendCpio(base, files);
 
 beforeAll(() => {
-  M = fixtureManifest();
-  KVER = M.kernelVersion;
-  KX = path.join(ROOT, ".cache/debs/x", M.kernelPackage);
-  expect(fs.existsSync(path.join(KX, `boot/config-${KVER}`))).toBe(true);
+  kit.init();
+  KVER = kit.KVER;
 }, 900_000);
-afterAll(() => {
-  for (const d of opened) d.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => kit.close());
 
 describe("Linux OS stage, static (default grub.cfg entry, no hand-off)", () => {
   it("finds root=UUID on ext4 with hv_vmbus + hv_storvsc in the initramfs: boots on Gen1 and Gen2", () => {

@@ -1,7 +1,6 @@
 // XFS v5 and v4 filesystems made by mkfs.xfs from a prototype file (and edited with xfs_db -x for
 // holes and damage), read back through the XFS reader, on a GPT partition and as a whole device.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { openImage } from "../images/registry.ts";
@@ -11,6 +10,7 @@ import { openXfs, probe } from "../images/xfs.ts";
 import { ImageError } from "../images/errors.ts";
 import type { BlockDevice } from "../images/block.ts";
 import { prng, sh, tmpdir } from "./helpers.ts";
+import { mkfsXfs, protoFor } from "./linux-disk.ts";
 
 const MANY = 2000;
 const LONG_NAME = "L".repeat(200) + "-long-name-" + "z".repeat(44); // 255 bytes, XFS's maximum
@@ -48,31 +48,6 @@ function buildTree(root: string): Map<string, Want> {
     want.set("/" + d, { type: "dir" });
   }
   return want;
-}
-
-/** mkfs.xfs prototype file (mkfs.xfs(8) PROTOTYPE FILE) describing `dir`. */
-function protoFor(dir: string): string {
-  const lines = ["/dev/null", "0 0", "d--755 0 0"];
-  const walk = (d: string) => {
-    for (const name of fs.readdirSync(d).sort()) {
-      const p = path.join(d, name);
-      const st = fs.lstatSync(p);
-      if (st.isSymbolicLink()) lines.push(`${name} l--777 0 0 ${fs.readlinkSync(p)}`);
-      else if (st.isDirectory()) { lines.push(`${name} d--755 0 0`); walk(p); lines.push("$"); }
-      else lines.push(`${name} ---644 0 0 ${p}`);
-    }
-  };
-  walk(dir);
-  lines.push("$");
-  return lines.join("\n") + "\n";
-}
-
-/** mkfs.xfs on a file; fstests' variables let it make a filesystem under its 300 MB floor. */
-function mkfsXfs(img: string, mib: number, proto: string | undefined, extra: string[] = []): void {
-  sh("truncate", ["-s", `${mib}M`, img]);
-  execFileSync("mkfs.xfs", ["-q", "-f", ...extra, ...(proto ? ["-p", proto] : []), img], {
-    env: { ...process.env, TEST_DIR: path.dirname(img), TEST_DEV: "/dev/null", QA_CHECK_FS: "1" }, stdio: "pipe",
-  });
 }
 
 const xfsDb = (img: string, cmds: string[], expert = false): string =>
