@@ -5,13 +5,27 @@ import { ImageError } from "../images/errors.ts";
 import { readLayout, type Layout } from "../images/layout.ts";
 import { attachFindings, uploadRuleFindings, type Target } from "../images/upload-rules.ts";
 import type { BlockDevice } from "../images/block.ts";
-import { finding, type Finding } from "./findings.ts";
+import { defineFindings, finding, type Finding } from "./findings.ts";
 import "./findings-check.ts";
 import { exitCodeFor, type GenerationResult, type ImageSummary, type VerdictDoc } from "./verdict.ts";
 import { VERSION } from "./version.ts";
 import { runGen1, type Gen1Options, type Gen1Result } from "./gen1.ts";
 import { evaluateWindows } from "./os-windows.ts";
 import { evaluateLinux } from "./os-linux.ts";
+
+defineFindings([
+  {
+    code: "GEN1_CONTROLLER_NOT_BOOTABLE", severity: "error", stage: "firmware",
+    title: "Generation 1 boots only from a disk on an IDE controller",
+    message: "the OS disk is attached to the {controller} controller; the Generation 1 BIOS boots only from IDE, so it finds no boot device ({why})",
+    remedy: "attach the OS disk to IDE controller 0 (Hyper-V: `Remove-VMHardDiskDrive` it from the SCSI controller, then `Add-VMHardDiskDrive -VMName <vm> -ControllerType IDE -ControllerNumber 0 -ControllerLocation 0 -Path <disk.vhd>`; Azure does this itself for Generation 1, so choose a size that is not NVMe-only), or deploy the image as Generation 2",
+    explain: "A Generation 1 VM's BIOS sees only the emulated IDE controllers (INT 13h over the PIIX4 IDE device). Its SCSI controllers are VMBus devices that need a driver inside the guest, and it has no NVMe: a disk there can be a data disk, never the boot disk. Azure's NVMe-only sizes (the v6 families) run Generation 2 VMs only.",
+  },
+]);
+
+/** How the OS disk is attached: Gen1 boots only from IDE; Gen2 has SCSI (Hyper-V) and, on Azure v6 sizes, NVMe. */
+export type Controller = "ide" | "scsi" | "nvme";
+const DEFAULT_CONTROLLER: Record<1 | 2, Controller> = { 1: "ide", 2: "scsi" };
 
 export interface CheckOptions {
   gens: (1 | 2)[];
@@ -20,7 +34,34 @@ export interface CheckOptions {
   allowDirs?: string[];
   /** Gen1 emulation options (budgets, memory, scripted keys, IDE slot). */
   gen1?: Gen1Options;
+  /** The OS disk's controller (see controllerFor); absent: Gen1 ide, Gen2 scsi. */
+  controller?: Controller;
 }
+
+/**
+ * Why `controller` cannot be asked for with these generations, or undefined. Generation 2 has no IDE controller,
+ * so `ide` with only Generation 2 checked is a usage error (with both, ide is Generation 1's).
+ */
+export function controllerUsageError(gens: (1 | 2)[], controller: Controller | undefined): string | undefined {
+  if (controller === "ide" && !gens.includes(1)) {
+    return "--controller ide: a Generation 2 VM has no IDE controller; use --controller scsi or nvme, or --gen 1";
+  }
+  return undefined;
+}
+
+/**
+ * The controller one generation is checked on. With a single generation the option applies to it (Gen1 on scsi or
+ * nvme then fails at the firmware stage). With both, it applies to the generation that can boot from it — ide to
+ * Generation 1, scsi and nvme to Generation 2 — and the other keeps its default.
+ */
+export function controllerFor(gen: 1 | 2, opts: Pick<CheckOptions, "gens" | "controller">): Controller {
+  const c = opts.controller;
+  if (!c) return DEFAULT_CONTROLLER[gen];
+  if (opts.gens.length === 1) return c;
+  return (c === "ide") === (gen === 1) ? c : DEFAULT_CONTROLLER[gen];
+}
+
+const CONTROLLER_NAME: Record<Controller, string> = { ide: "IDE", scsi: "SCSI", nvme: "NVMe" };
 
 function emptyGen(generation: 1 | 2): GenerationResult {
   return { generation, verdict: "inconclusive", reached: "image", findings: [], chain: [], handoff: null, screen: [], stats: {} };
@@ -48,24 +89,34 @@ function fromGen1(r: GenerationResult, g: Gen1Result): GenerationResult {
 /** One generation, once the disk is known to open. */
 function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, opts: CheckOptions): GenerationResult {
   const target = opts.target;
+  const controller = controllerFor(gen, opts);
   const r = emptyGen(gen);
   const blocked = attachFindings(dev.info, gen, target);
   r.chain.push({ stage: "image", what: `${dev.info.format}${dev.info.subformat ? " " + dev.info.subformat : ""} disk, ${layout.partitioning} partitioning`,
-    evidence: { virtualSize: dev.info.virtualSize, sectorSize: dev.sectorSize } });
+    evidence: { virtualSize: dev.info.virtualSize, sectorSize: dev.sectorSize, controller } });
   if (blocked.length) {
     r.verdict = "fails";
     r.findings.push(...blocked);
     return r;
   }
+  if (gen === 1 && controller !== "ide") {
+    // Nothing to emulate: the BIOS never sees the disk.
+    r.verdict = "fails";
+    r.reached = "firmware";
+    r.findings.push(finding("GEN1_CONTROLLER_NOT_BOOTABLE", { controller: CONTROLLER_NAME[controller],
+      why: controller === "nvme" ? "a Generation 1 VM has no NVMe controller; Azure's NVMe sizes run Generation 2 only" : "SCSI is a VMBus device the BIOS cannot use" },
+    { controller }));
+    return r;
+  }
   if (gen === 1) {
     const g = runGen1(dev, opts.gen1);
     fromGen1(r, g);
-    applyLinuxStage(r, dev, layout, target, g);
-    applyWindowsStage(r, dev, layout, gen, target, g);
+    applyLinuxStage(r, dev, layout, target, g, controller);
+    applyWindowsStage(r, dev, layout, gen, target, controller, g);
     return r;
   }
   r.findings.push(finding("BOOT_NOT_EMULATED", { generation: gen }));
-  applyWindowsStage(r, dev, layout, gen, target);
+  applyWindowsStage(r, dev, layout, gen, target, controller);
   return r;
 }
 
@@ -73,9 +124,9 @@ function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, opts: Che
  * The Linux OS stage (emu/os-linux.ts) after a clean Gen1 hand-off to a Linux kernel: its verdict replaces the
  * hand-off's "inconclusive", and ROOT_NOT_EVALUATED goes (it stays when the stage cannot evaluate the disk).
  */
-function applyLinuxStage(r: GenerationResult, dev: BlockDevice, layout: Layout, target: Target, g: Gen1Result): void {
+function applyLinuxStage(r: GenerationResult, dev: BlockDevice, layout: Layout, target: Target, g: Gen1Result, controller: Controller): void {
   if (g.reached !== "kernel" || g.stop.reason !== "handoff" || !g.handoff) return;
-  const os = evaluateLinux({ dev, layout, generation: 1, target, handoff: g.handoff });
+  const os = evaluateLinux({ dev, layout, generation: 1, target, controller, handoff: g.handoff });
   if (!os) return;
   r.findings = r.findings.filter((f) => f.code !== "ROOT_NOT_EVALUATED");
   r.verdict = os.verdict;
@@ -94,8 +145,8 @@ const EMULATOR_LIMIT_CODES = new Set(["GEN1_HALTED", "GEN1_BUDGET_EXHAUSTED", "G
  * without \Windows\System32. On Gen1 the emulation run is its pre-boot evidence: when the run loaded \bootmgr
  * cleanly, the static verdict decides; otherwise the worse of the two verdicts and the lesser stage stand.
  */
-function applyWindowsStage(r: GenerationResult, dev: BlockDevice, layout: Layout, gen: 1 | 2, target: Target, g?: Gen1Result): void {
-  const w = evaluateWindows({ dev, layout, generation: gen, target,
+function applyWindowsStage(r: GenerationResult, dev: BlockDevice, layout: Layout, gen: 1 | 2, target: Target, controller: Controller, g?: Gen1Result): void {
+  const w = evaluateWindows({ dev, layout, generation: gen, target, controller,
     ...(g ? { preboot: { reached: g.reached, stopReason: g.stop.reason, stopDetail: g.stop.detail, chain: g.chain, readLog: g.readLog, screen: g.screen } } : {}) });
   if (!w) return;
   const accepted = (w.facts.preboot as { accepted?: boolean } | undefined)?.accepted === true;
@@ -116,6 +167,8 @@ function applyWindowsStage(r: GenerationResult, dev: BlockDevice, layout: Layout
  * or "usage"); a container that is corrupt yields a document whose generations fail at "image".
  */
 export function checkImage(file: string, opts: CheckOptions): VerdictDoc {
+  const misuse = controllerUsageError(opts.gens, opts.controller);
+  if (misuse) throw new ImageError("CHECK_CONTROLLER", "usage", misuse);
   const image: ImageSummary = { path: file, format: "unknown", subformat: null, fileSize: 0, virtualSize: 0, sectorSize: 512, partitioning: "unknown" };
   const imageFindings: Finding[] = [];
   let gens: GenerationResult[];

@@ -7,7 +7,7 @@ import { ImageError } from "../images/errors.ts";
 import { malformedLayout, readLayout } from "../images/layout.ts";
 import { allFindings, lookupFinding } from "./findings.ts";
 import "./findings-check.ts";
-import { checkImage } from "./check.ts";
+import { checkImage, controllerUsageError, type Controller } from "./check.ts";
 import { EXIT } from "./verdict.ts";
 import { VERSION } from "./version.ts";
 import { runDemo } from "./demo.ts";
@@ -107,15 +107,19 @@ function build(setExit: (c: number) => void): Command {
     .option("--keys <keys>", "keystrokes to type at BIOS prompts, e.g. 'down,enter' or text")
     .option("--trace-blocks <n>", "record the last N basic blocks of the Gen1 run in the JSON (slow; for debugging)", intArg("--trace-blocks"))
     .addOption(new Option("--ide-slot <slot>", "Gen1 IDE attachment of the disk").choices(["ide0:0", "ide0:1", "ide1:0", "ide1:1"]).default("ide0:0"))
+    .addOption(new Option("--controller <c>", "controller of the OS disk (default: Gen1 ide, Gen2 scsi; with --gen both, ide is Gen1's and scsi/nvme Gen2's)")
+      .choices(["ide", "scsi", "nvme"]))
     .addOption(formatOpt()).addOption(allowOpt())
     .action(async (image: string, o: { gen: string; target: "azure" | "hyperv"; json?: string; quiet?: boolean; format?: string; allowDir: string[];
-      memory: number; maxInstructions?: number; maxSeconds?: number; keys?: string; ideSlot: string; traceBlocks?: number }) => {
+      memory: number; maxInstructions?: number; maxSeconds?: number; keys?: string; ideSlot: string; traceBlocks?: number; controller?: Controller }) => {
       const gens: (1 | 2)[] = o.gen === "both" ? [1, 2] : [Number(o.gen) as 1 | 2];
+      const misuse = controllerUsageError(gens, o.controller);
+      if (misuse) throw new UsageError(misuse);
       if (o.memory < 64 || o.memory > 3584) throw new UsageError(`--memory must be between 64 and 3584 MiB, not ${o.memory}`);
       const gen1 = { memoryMiB: o.memory, maxInstructions: o.maxInstructions, maxWallMs: o.maxSeconds !== undefined ? o.maxSeconds * 1000 : undefined,
         keys: o.keys, ideSlot: o.ideSlot, traceBlocks: o.traceBlocks };
       if (gens.includes(1)) await loadDisassembler();
-      const doc = checkImage(image, { gens, target: o.target, format: o.format, allowDirs: o.allowDir, gen1 });
+      const doc = checkImage(image, { gens, target: o.target, format: o.format, allowDirs: o.allowDir, gen1, controller: o.controller });
       if (o.json) writeJson(o.json, doc);
       if (!o.quiet && o.json !== "-") writeOut(formatCheck(doc));
       setExit(doc.exitCode);

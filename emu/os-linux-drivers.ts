@@ -1,16 +1,29 @@
 // Which kernel drivers a Linux boot can use before root is mounted: built in (modules.builtin, /boot/config-<ver>)
 // or in the initramfs for that kernel version, not blacklisted (modprobe.d(5) in the initramfs, rd.driver.blacklist /
-// modprobe.blacklist / module_blacklist on the command line), with their modules.dep closure (depmod(8)).
+// modprobe.blacklist / module_blacklist on the command line), with their modules.dep closure (depmod(8)); and the
+// NVMe path of Azure's NVMe-only sizes (shared/HYPERV.md: drivers/nvme/host, nvme + nvme_core).
 import type { Initramfs } from "../images/initramfs.ts";
 import { configValue, moduleClosure, normalizeModuleName, parseModprobeConf, emptyModprobeConfig,
   type ConfigValue, type ModprobeConfig, type ModuleDep } from "../images/linux-modules.ts";
-import type { KernelArg } from "../images/root-spec.ts";
+import type { KernelArg, TargetController } from "../images/root-spec.ts";
+import { defineFindings, type Finding } from "./findings.ts";
+
+defineFindings([
+  {
+    code: "LINUX_NVME_DRIVER_MISSING", severity: "error", stage: "root",
+    title: "The OS disk is on NVMe and the kernel has no NVMe driver before root is mounted",
+    message: "on {target} the root disk is an NVMe namespace (/dev/nvme0n1); Linux {version} has {missing} neither built in nor in the initramfs",
+    remedy: "{rebuild}",
+    explain: "Azure's NVMe-only sizes (the v6 families, Generation 2) present the OS disk through an NVMe controller, not VMBus SCSI: hv_storvsc never sees it. The kernel needs the nvme driver (and nvme_core, which it depends on) built in or in the initramfs; an initramfs built host-only on a SCSI or IDE VM usually lacks it, and the boot ends in the initramfs emergency shell waiting for the root device.",
+  },
+]);
 
 /** Kconfig symbol of each module that matters here (drivers/hv/Kconfig, drivers/scsi/Kconfig, fs/*\/Kconfig...). */
 export const MODULE_CONFIG: Record<string, string> = {
   hv_vmbus: "HYPERV", hv_storvsc: "HYPERV_STORAGE", ata_piix: "ATA_PIIX", libata: "ATA", sd_mod: "BLK_DEV_SD",
   scsi_mod: "SCSI", scsi_common: "SCSI_COMMON", scsi_transport_fc: "SCSI_FC_ATTRS", ext4: "EXT4_FS", ext3: "EXT3_FS",
   ext2: "EXT2_FS", xfs: "XFS_FS", btrfs: "BTRFS_FS", vfat: "VFAT_FS", dm_mod: "BLK_DEV_DM", jbd2: "JBD2", nvme: "BLK_DEV_NVME",
+  nvme_core: "NVME_CORE",
 };
 
 export type ModState = "initrd" | "builtin" | "missing" | "unknown";
@@ -125,4 +138,61 @@ export function rebuildRemedy(generator: string | undefined, version: string, mo
   if (generator === "dracut") return `inside the guest (before converting, or from a rescue shell): ${dracut}`;
   if (generator === "initramfs-tools") return `inside the guest (before converting, or from a rescue shell): ${it}`;
   return `inside the guest: ${it} (Debian/Ubuntu) or ${dracut} (RHEL/SUSE/Fedora)`;
+}
+
+/** root-spec's device naming and the report's wording for a generation and controller (absent: Gen1 ide, Gen2 scsi). */
+export function controllerTarget(gen: 1 | 2, controller?: "ide" | "scsi" | "nvme"): { targetCtl: TargetController; targetText: string } {
+  const c = controller ?? (gen === 1 ? "ide" : "scsi");
+  if (c === "nvme") return { targetCtl: "azure-nvme", targetText: `Generation ${gen} with the OS disk on NVMe (Azure NVMe sizes)` };
+  if (c === "ide") return { targetCtl: "gen1-ide", targetText: `Hyper-V Generation ${gen} (IDE)` };
+  return { targetCtl: "gen2-scsi", targetText: `Hyper-V Generation ${gen} (SCSI)` };
+}
+
+/** Where the storage check reports (emu/os-linux.ts's Run). */
+export interface StorageSink {
+  add(code: string, params: Record<string, unknown>, evidence?: Record<string, unknown>): Finding;
+  missing: string[];
+  facts: Record<string, unknown>;
+  chain: { stage: string; what: string; evidence: Record<string, unknown> }[];
+}
+
+/**
+ * The OS disk on NVMe: nvme built in, or in the initramfs, not blacklisted, with its modules.dep closure (nvme_core)
+ * there too. hv_storvsc plays no part (the NVMe controller is a PCI device, not a VMBus one).
+ */
+export function checkNvmeStorage(run: StorageSink, f: DriverFacts, targetText: string, generator: string | undefined, ver: string): boolean {
+  const st = pathStatus(f, ["nvme"]);
+  const needed = ["nvme", "nvme_core"];
+  const ev = { initrdModules: f.initrdModules, states: { ...st.states, nvme_core: f.state("nvme_core") }, builtinFrom: f.builtinFrom, configFrom: f.configFrom };
+  const rebuild = rebuildRemedy(generator, ver, needed);
+  for (const b of st.blocked) {
+    run.add("LINUX_STORAGE_DRIVER_BLACKLISTED", { module: b.module, how: b.how, source: b.source, target: targetText, rebuild });
+  }
+  if (st.blocked.length) return false;
+  if (st.unknown.length) {
+    run.add("LINUX_KERNEL_FACTS_MISSING", { what: "modules.builtin and the kernel config", version: ver, modules: "nvme",
+      looked: `/lib/modules/${ver}/modules.builtin, /boot/config-${ver}, the initramfs` });
+    run.missing.push(`whether nvme is built into Linux ${ver}`);
+    return false;
+  }
+  if (st.missing.length) {
+    run.add("LINUX_NVME_DRIVER_MISSING", { target: targetText, version: ver, missing: "nvme (and nvme_core)", rebuild }, ev);
+    return false;
+  }
+  if (f.state("nvme") === "initrd") {
+    const miss = f.missingDeps("nvme");
+    if (miss === undefined) {
+      run.missing.push(`modules.dep of Linux ${ver} (to check nvme's dependencies)`);
+      return false;
+    }
+    if (miss.length) {
+      run.add("LINUX_MODULE_DEPS_MISSING", { module: "nvme", missing: miss.join(", "), version: ver, rebuild: rebuildRemedy(generator, ver, ["nvme", ...miss]) },
+        { depsFrom: f.depsFrom });
+      return false;
+    }
+  }
+  const mods = f.state("nvme_core") === "missing" ? ["nvme"] : needed;
+  run.facts.storageDrivers = mods;
+  run.chain.push({ stage: "root", what: `storage: ${mods.join(" + ")} available for ${targetText}`, evidence: { states: ev.states } });
+  return true;
 }

@@ -14,11 +14,13 @@ import { MAX_INITRAMFS_BYTES, MAX_MODULES_TEXT_BYTES } from "../images/limits.ts
 import { finding, type Finding } from "./findings.ts";
 import "./os-linux-findings.ts";
 import { fileAtLba, findFile, staticDefaultEntry, versionFromBzImage, versionFromKernelName, volName, type BootEntry, type FileRef } from "./os-linux-boot.ts";
-import { DriverFacts, pathStatus, rebuildRemedy, type PathStatus } from "./os-linux-drivers.ts";
+import { checkNvmeStorage, controllerTarget, DriverFacts, pathStatus, rebuildRemedy, type PathStatus } from "./os-linux-drivers.ts";
 import { checkFstab } from "./os-linux-fstab.ts";
 
 export interface OsStageInput {
   dev: BlockDevice; layout: Layout; generation: 1 | 2; target: "azure" | "hyperv";
+  /** The OS disk's controller; absent: Gen1 ide, Gen2 scsi. nvme (Gen2): the nvme driver and /dev/nvme0n1 names. */
+  controller?: "ide" | "scsi" | "nvme";
   handoff?: { cmdline?: string; kernelVersion?: string; initrd?: { size: number }; kernelLoadedFrom?: { lba: number };
     initrdLoadedFrom?: { lba: number } };
 }
@@ -130,8 +132,7 @@ export function evaluateLinux(input: OsStageInput): OsStageResult | undefined {
   if (run.failed) return finish(run, false);
 
   // ---- kernel facts (modules.builtin, config, modules.dep), root= ----
-  const targetCtl: TargetController = input.generation === 1 ? "gen1-ide" : "gen2-scsi";
-  const targetText = input.generation === 1 ? "Hyper-V Generation 1 (IDE)" : "Hyper-V Generation 2 (SCSI)";
+  const { targetCtl, targetText }: { targetCtl: TargetController; targetText: string } = controllerTarget(input.generation, input.controller);
   const specVols = vols.specVolumes();
   let cmdForRoot = cmdline;
   if (!parseCmdline(cmdline).args.some((a) => a.key === "root") && ird?.initramfs?.cmdline.some((a) => a.startsWith("root="))) {
@@ -206,7 +207,8 @@ export function evaluateLinux(input: OsStageInput): OsStageResult | undefined {
   }
 
   // storage drivers for the target
-  const storageOk = driversKnown && checkStorage(run, facts, input.generation, targetText, generator, ver);
+  const storageOk = driversKnown && (targetCtl === "azure-nvme" ? checkNvmeStorage(run, facts, targetText, generator, ver)
+    : checkStorage(run, facts, input.generation, targetText, generator, ver));
 
   // LVM activation
   let lvmOk = true;

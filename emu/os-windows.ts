@@ -41,6 +41,8 @@ export interface WindowsInput {
   layout: Layout;
   generation: 1 | 2;
   target: "azure" | "hyperv";
+  /** The OS disk's controller; absent: Gen1 ide, Gen2 scsi. nvme: stornvme must be boot-start (Azure NVMe sizes). */
+  controller?: "ide" | "scsi" | "nvme";
   /** The Gen1 emulation of this disk, when one was run (ignored on Generation 2). */
   preboot?: PrebootEvidence;
 }
@@ -149,7 +151,8 @@ function regFix(controlSet: string, items: DriverRequirement[], target: "azure" 
   if (target === "azure") {
     parts.push("on Azure: attach the OS disk to a repair VM (`az vm repair create -g RG -n VM --verbose`), apply the change there and `az vm repair restore -g RG -n VM`, as Microsoft's \"Troubleshoot 0x0000007B INACCESSIBLE_BOOT_DEVICE\" guide for Azure VMs describes");
   } else {
-    parts.push("before converting, in the source VM: `sc config storvsc start= boot` and `sc config vmbus start= boot` (Hyper-V drivers), `sc config intelide start= boot` / `sc config atapi start= boot` (Generation 1 IDE)");
+    parts.push("before converting, in the source VM: `sc config storvsc start= boot` and `sc config vmbus start= boot` (Hyper-V drivers), `sc config intelide start= boot` / `sc config atapi start= boot` (Generation 1 IDE)"
+      + (items.some((i) => i.service === "stornvme") ? ", `sc config stornvme start= boot` (NVMe)" : ""));
   }
   return parts.join("; ");
 }
@@ -219,7 +222,8 @@ export function evaluateWindows(input: WindowsInput): WindowsResult | undefined 
   const status: Record<"boot" | "bcd" | "kernel", "ok" | "fail" | "unknown"> = { boot: "ok", bcd: "ok", kernel: "ok" };
   const fail = (s: keyof typeof status) => { status[s] = "fail"; };
   const unsure = (s: keyof typeof status) => { if (status[s] === "ok") status[s] = "unknown"; };
-  const controller: WindowsTarget = gen === 1 ? "gen1-ide" : "gen2-scsi";
+  const ctl = input.controller ?? (gen === 1 ? "ide" : "scsi");
+  const controller: WindowsTarget = ctl === "nvme" ? "azure-nvme" : ctl === "ide" ? "gen1-ide" : "gen2-scsi";
 
   // ---- 1. the boot volume the firmware starts ----
   let boot: Volume | undefined, bcdPath = BIOS_BCD;
