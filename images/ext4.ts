@@ -2,7 +2,7 @@
 // Descriptors", "Meta Block Groups", "Flexible Block Groups") on a BlockDevice: the FileSystem of images/fs.ts.
 import { corrupt, hex, ImageError, overLimit, truncated, unsupported } from "./errors.ts";
 import type { BlockDevice } from "./block.ts";
-import { PartitionView, type Extent, type FileHandle, type FileStat, type FileSystem } from "./fs.ts";
+import { deviceToDisk, pushDiskRuns, type Extent, type FileHandle, type FileStat, type FileSystem } from "./fs.ts";
 import { LruCache } from "./grain-cache.ts";
 import { crc32c } from "./crc.ts";
 import { uuidText } from "./fs-identify.ts";
@@ -150,7 +150,6 @@ class ExtFs implements FileSystem, ExtGeometry {
   private inodes = new LruCache<number, Inode>(INODE_CACHE);
   private dirs = new LruCache<number, Map<string, DirEntry>>(DIR_CACHE_BYTES);
   private runsCache = new LruCache<number, Run[]>(RUNS_CACHE_ENTRIES);
-  private readonly baseLba: number;
   private readonly diskSector: number;
 
   constructor(private dev: BlockDevice, private sb: Superblock) {
@@ -160,9 +159,6 @@ class ExtFs implements FileSystem, ExtGeometry {
     this.uuid = sb.uuid;
     this.label = sb.label || undefined;
     this.kind = sb.incompat & ~EXT3_INCOMPAT || sb.roCompat & ~EXT3_RO_COMPAT ? "ext4" : sb.compat & COMPAT_HAS_JOURNAL ? "ext3" : "ext2";
-    let base = 0, d: BlockDevice = dev;
-    while (d instanceof PartitionView) { base += d.startLba; d = d.disk; }
-    this.baseLba = base;
     this.diskSector = dev.sectorSize;
     const features: string[] = [];
     for (const [bit, name] of INCOMPAT_KNOWN) if (sb.incompat & bit) features.push(name);
@@ -342,7 +338,7 @@ class ExtFs implements FileSystem, ExtGeometry {
   extents(h: FileHandle): Extent[] {
     const ind = this.inode(this.ino(h));
     const ss = this.diskSector, bs = this.blockSize;
-    if (ind.flags & EXT4_INLINE_DATA_FL || isFastSymlink(this, ind)) return ind.size ? [this.inodeExtent(ind.ino)] : [];
+    if (ind.flags & EXT4_INLINE_DATA_FL || isFastSymlink(this, ind)) return ind.size ? this.inodeExtent(ind.ino) : [];
     const out: Extent[] = [];
     for (const r of this.runs(ind)) {
       if (r.uninit) continue;
@@ -350,20 +346,18 @@ class ExtFs implements FileSystem, ExtGeometry {
       const len = fileEnd - r.logical * bs;
       if (len <= 0) continue;
       const start = r.physical * bs;
-      const lba = this.baseLba + Math.floor(start / ss);
-      const count = this.baseLba + Math.ceil((start + len) / ss) - lba;
-      const last = out[out.length - 1];
-      if (last && last.lba + last.count === lba) last.count += count; else out.push({ lba, count });
+      const lba = Math.floor(start / ss);
+      pushDiskRuns(out, this.dev, lba, Math.ceil((start + len) / ss) - lba);
     }
     return out;
   }
 
-  private inodeExtent(ino: number): Extent {
+  private inodeExtent(ino: number): Extent[] {
     const g = Math.floor((ino - 1) / this.sb.inodesPerGroup), idx = (ino - 1) % this.sb.inodesPerGroup;
     const gd = this.descriptor(g);
     const table = gd.readUInt32LE(0x08) + (this.sb.descSize >= 64 ? gd.readUInt32LE(0x28) * 2 ** 32 : 0);
     const byte = table * this.blockSize + idx * this.inodeSize;
-    return { lba: this.baseLba + Math.floor(byte / this.diskSector), count: 1 };
+    return deviceToDisk(this.dev, Math.floor(byte / this.diskSector), 1);
   }
 }
 

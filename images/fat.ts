@@ -2,7 +2,7 @@
 // 1.03: §3 BPB, §3.5 FAT type by cluster count, §4 FAT entries, §6 directory entries, §7 long names).
 import { corrupt, hex, ImageError, overLimit, truncated } from "./errors.ts";
 import type { BlockDevice } from "./block.ts";
-import { PartitionView, type Extent, type FileHandle, type FileStat, type FileSystem } from "./fs.ts";
+import { pushDiskRuns, type Extent, type FileHandle, type FileStat, type FileSystem } from "./fs.ts";
 import { LruCache } from "./grain-cache.ts";
 import { FS_METADATA_CACHE_BYTES, MAX_FAT_DIR_BYTES } from "./limits.ts";
 import { defineFindings, finding } from "../emu/findings.ts";
@@ -130,16 +130,12 @@ class FatFs implements FileSystem {
   private fatCache = new LruCache<number, Buffer>(FS_METADATA_CACHE_BYTES / 2);
   private dirs = new LruCache<number, Map<string, Entry>>(4096);
   private chains = new LruCache<number, { runs: [number, number][]; clusters: number }>(16384);
-  private readonly baseLba: number;
   private readonly rootEntry: Entry;
 
   constructor(private dev: BlockDevice, private bpb: Bpb) {
     this.kind = `fat${bpb.type}`;
     this.uuid = bpb.volumeId ? `${hex(bpb.volumeId >>> 16, 4).slice(2)}-${hex(bpb.volumeId & 0xffff, 4).slice(2)}`.toUpperCase() : undefined;
     this.label = bpb.label && bpb.label !== "NO NAME" ? bpb.label : undefined;
-    let base = 0, d: BlockDevice = dev;
-    while (d instanceof PartitionView) { base += d.startLba; d = d.disk; }
-    this.baseLba = base;
     this.rootEntry = { name: "", shortName: "", dir: true, cluster: bpb.rootCluster, size: 0, at: -1 };
     this.details = {
       bytesPerSector: bpb.bytesPerSector, sectorsPerCluster: bpb.sectorsPerCluster, clusters: bpb.clusterCount,
@@ -374,7 +370,7 @@ class FatFs implements FileSystem {
     if (e.dir) {
       if (e.cluster === 0) {
         const b = this.bpb;
-        return [this.toExtent(b.rootDirSector * b.bytesPerSector, b.rootEntries * 32)];
+        return this.toExtents([], b.rootDirSector * b.bytesPerSector, b.rootEntries * 32);
       }
       const ch = this.chain(e.cluster, Math.floor(MAX_FAT_DIR_BYTES / this.bpb.clusterBytes) + 1, `directory ${e.name}`);
       runs = ch.runs;
@@ -389,17 +385,17 @@ class FatFs implements FileSystem {
       const len = Math.min(n * this.bpb.clusterBytes, size - pos);
       pos += n * this.bpb.clusterBytes;
       if (len <= 0) break;
-      const x = this.toExtent(this.clusterOffset(c), len);
-      const last = out[out.length - 1];
-      if (last && last.lba + last.count === x.lba) last.count += x.count; else out.push(x);
+      this.toExtents(out, this.clusterOffset(c), len);
     }
     return out;
   }
 
-  private toExtent(byte: number, len: number): Extent {
+  /** Append the whole-disk sectors of bytes [byte, byte+len) of the volume to `out`. */
+  private toExtents(out: Extent[], byte: number, len: number): Extent[] {
     const ss = this.dev.sectorSize;
     const lba = Math.floor(byte / ss);
-    return { lba: this.baseLba + lba, count: Math.ceil((byte + len) / ss) - lba };
+    pushDiskRuns(out, this.dev, lba, Math.ceil((byte + len) / ss) - lba);
+    return out;
   }
 
   checkDirty(): void {

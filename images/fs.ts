@@ -82,6 +82,24 @@ export function readFileAt(fs: FileSystem, p: string, maxBytes: number): Buffer 
   return fs.read(h, 0, st.size);
 }
 
+/** A device that can say where its sectors lie on the whole disk (partition views, logical volumes). */
+export interface DiskMapped { mapToDisk(lba: number, count: number): Extent[] }
+
+/** Whole-disk runs of device sectors [lba, lba+count): through partition views and LV maps, or as they are. */
+export function deviceToDisk(dev: BlockDevice, lba: number, count: number): Extent[] {
+  const m = dev as Partial<DiskMapped>;
+  return typeof m.mapToDisk === "function" ? m.mapToDisk(lba, count) : [{ lba, count }];
+}
+
+/** Append device sectors [lba, lba+count) to `out` as whole-disk runs, merging a run that continues the last one. */
+export function pushDiskRuns(out: Extent[], dev: BlockDevice, lba: number, count: number): void {
+  for (const x of deviceToDisk(dev, lba, count)) {
+    const last = out[out.length - 1];
+    if (last && last.lba + last.count === x.lba) last.count += x.count;
+    else out.push({ ...x });
+  }
+}
+
 /** A partition as a block device of its own (LBA 0 = the partition's first sector). */
 export class PartitionView implements BlockDevice {
   readonly format: string;
@@ -102,5 +120,6 @@ export class PartitionView implements BlockDevice {
     return this.disk.read(this.startLba + lba, count);
   }
   readBytes(offset: number, length: number): Buffer { return readBytesVia(this, offset, length); }
+  mapToDisk(lba: number, count: number): Extent[] { return deviceToDisk(this.disk, this.startLba + lba, count); }
   close(): void { /* the disk owns the file */ }
 }

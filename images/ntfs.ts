@@ -3,7 +3,7 @@
 // "NTFS Documentation" and [MS-FSCC] 2.1.2 (reparse data buffers); compression is detected only.
 import { ImageError, corrupt, hex, overLimit, unsupported } from "./errors.ts";
 import { MAX_NTFS_ATTR_LIST_BYTES, MAX_NTFS_DIR_ENTRIES, MAX_NTFS_EXTENSION_RECORDS, MAX_NTFS_INDEX_BYTES, MAX_READ_SECTORS, NTFS_RECORD_CACHE } from "./limits.ts";
-import { PartitionView, type Extent, type FileHandle, type FileStat, type FileSystem } from "./fs.ts";
+import { pushDiskRuns, type Extent, type FileHandle, type FileStat, type FileSystem } from "./fs.ts";
 import type { BlockDevice } from "./block.ts";
 import { defineFindings, finding, type Finding } from "../emu/findings.ts";
 import {
@@ -118,7 +118,6 @@ export class NtfsFileSystem implements FileSystem {
   dirty = false;
   private readonly clusterSize: number;
   private readonly totalClusters: number;
-  private readonly lbaBase: number;
   private mftRuns: Run[] = [];
   private mftRecords = 0;
   private mftInit = 0;
@@ -137,7 +136,6 @@ export class NtfsFileSystem implements FileSystem {
     if (declared > have) this.findings.push(finding("NTFS_TRUNCATED", { declared, available: have }));
     const volBytes = Math.min(declared, have);
     this.totalClusters = Math.floor(volBytes / this.clusterSize) + 1;
-    this.lbaBase = dev instanceof PartitionView ? dev.startLba : 0;
     this.loadMft();
     this.loadVolume();
     this.loadUpcase();
@@ -484,10 +482,7 @@ export class NtfsFileSystem implements FileSystem {
       const rs = r.vcn * cs, re = (r.vcn + r.len) * cs;
       const s = Math.max(rs, offset), e = Math.min(re, offset + length);
       if (s >= e || r.lcn < 0) continue;
-      const lba = this.lbaBase + (r.lcn * cs + (s - rs)) / ss, count = Math.ceil((e - s) / ss);
-      const last = out[out.length - 1];
-      if (last && last.lba + last.count === lba) last.count += count;
-      else out.push({ lba, count });
+      pushDiskRuns(out, this.dev, (r.lcn * cs + (s - rs)) / ss, Math.ceil((e - s) / ss));
     }
     return out;
   }

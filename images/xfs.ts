@@ -2,7 +2,7 @@
 // xfs_sb, "On-disk Inode" 14 xfs_dinode, data forks 15, directories 16, symbolic links 17).
 import { corrupt, hex, ImageError, overLimit, truncated, unsupported } from "./errors.ts";
 import type { BlockDevice } from "./block.ts";
-import type { Extent, FileHandle, FileStat, FileSystem, FileType } from "./fs.ts";
+import { pushDiskRuns, type Extent, type FileHandle, type FileStat, type FileSystem, type FileType } from "./fs.ts";
 import { crc32c } from "./crc.ts";
 import { uuidText } from "./fs-identify.ts";
 import { defineFindings, finding, type Finding } from "../emu/findings.ts";
@@ -460,11 +460,7 @@ export class XfsFileSystem implements FileSystem {
   private pushDisk(out: Extent[], pos: number, len: number): void {
     const ss = this.dev.sectorSize;
     const lba = Math.floor(pos / ss), count = Math.ceil((pos + len) / ss) - lba;
-    for (const x of deviceToDisk(this.dev, lba, count)) {
-      const last = out[out.length - 1];
-      if (last && last.lba + last.count === x.lba) last.count += x.count;
-      else out.push({ ...x });
-    }
+    pushDiskRuns(out, this.dev, lba, count);
   }
 
   private checkCrc(buf: Buffer, off: number, what: string): void {
@@ -490,15 +486,4 @@ function findExtent(map: XfsExtent[], fb: number): XfsExtent | undefined {
     else return e;
   }
   return undefined;
-}
-
-/** A device that can say where its sectors live on the whole disk (a logical volume). */
-interface DiskMapped { mapToDisk(lba: number, count: number): Extent[] }
-
-/** Whole-disk LBAs of device sectors [lba, lba+count): through an LV's map, a partition's start, or as is. */
-export function deviceToDisk(dev: BlockDevice, lba: number, count: number): Extent[] {
-  const m = dev as Partial<DiskMapped> & { startLba?: unknown };
-  if (typeof m.mapToDisk === "function") return m.mapToDisk(lba, count);
-  const start = typeof m.startLba === "number" ? m.startLba : 0;
-  return [{ lba: start + lba, count }];
 }
