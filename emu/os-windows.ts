@@ -11,9 +11,8 @@
 // UEFI emulation of bootmgfw.efi exists yet: a statically clean disk stays `inconclusive`.
 import { ImageError } from "../images/errors.ts";
 import { MAX_HIVE_BYTES } from "../images/limits.ts";
-import { PartitionView, readFileAt, resolvePath, type Extent, type FileSystem } from "../images/fs.ts";
-import { openNtfs } from "../images/ntfs.ts";
-import { openFat } from "../images/fat.ts";
+import { readFileAt, resolvePath, type Extent, type FileSystem } from "../images/fs.ts";
+import { openVolumes as openDiskVolumes } from "../images/fs-open.ts";
 import { GPT_TYPE_ESP } from "../images/gpt.ts";
 import { deviceText, matchBcdToDisk, readBcd, type BcdDevice, type BcdStore } from "../images/bcd.ts";
 import { readWindowsSystem, readWindowsVersion, storageDriverReadiness, type DriverRequirement, type WindowsTarget } from "../images/windows-system.ts";
@@ -90,22 +89,23 @@ function guard<T>(bad: string[], what: string, f: () => T): T | undefined {
   }
 }
 
+/** The NTFS and FAT volumes of the disk, opened through the per-disk cache the Linux stage shares (fs-open.ts). */
 function openVolumes(dev: BlockDevice, layout: Layout, unreadable: Map<number, string>): Volume[] {
   const out: Volume[] = [];
-  const parts: { index: number; startLba: number; sectors: number; kind: string; part?: Partition }[] =
-    layout.partitions.filter((p) => !p.extended && p.sectorCount > 0).map((p) => ({ index: p.index, startLba: p.startLba, sectors: p.sectorCount, kind: p.content.kind, part: p }));
-  if (layout.wholeDisk) parts.push({ index: 0, startLba: 0, sectors: dev.sectorCount, kind: layout.wholeDisk.kind });
-  for (const p of parts.slice(0, MAX_VOLUMES)) {
-    const isFat = p.kind === "fat12" || p.kind === "fat16" || p.kind === "fat32";
-    if (p.kind !== "ntfs" && !isFat) continue;
+  const entries = openDiskVolumes(dev, layout).list.filter((v) => v.id === "disk" || v.partitionIndex !== undefined);
+  for (const v of entries.slice(0, MAX_VOLUMES)) {
+    const isFat = v.kind === "fat12" || v.kind === "fat16" || v.kind === "fat32";
+    if (v.kind !== "ntfs" && !isFat) continue;
+    const index = v.partitionIndex ?? 0;
     try {
-      const view = new PartitionView(dev, p.startLba, p.sectors);
-      const fs = p.kind === "ntfs" ? openNtfs(view) : openFat(view);
+      const fs = v.open();
+      if (!fs) continue;
       const findings = "findings" in fs && Array.isArray(fs.findings) ? (fs.findings as Finding[]) : [];
-      out.push({ index: p.index, startLba: p.startLba, ...(p.part ? { part: p.part } : {}), fs, kind: p.kind, findings });
+      const part = layout.partitions.find((p) => p.index === v.partitionIndex);
+      out.push({ index, startLba: v.startLba ?? 0, ...(part ? { part } : {}), fs, kind: v.kind, findings });
     } catch (e) {
       if (!(e instanceof ImageError)) throw e;
-      unreadable.set(p.index, e.message);
+      unreadable.set(index, v.openError ?? e.message);
     }
   }
   return out;
