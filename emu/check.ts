@@ -80,9 +80,6 @@ function fromGen1(r: GenerationResult, g: Gen1Result): GenerationResult {
   if (g.trace.window) r.traceWindow = g.trace.window;
   if (g.trace.blocks) r.traceBlocks = g.trace.blocks;
   r.readLog = g.readLog;
-  if (g.reached === "kernel" && g.stop.reason === "handoff") {
-    r.findings.push(finding("ROOT_NOT_EVALUATED", { what: g.handoff ? `Linux ${g.handoff.protocol}` : "kernel" }));
-  }
   return r;
 }
 
@@ -111,7 +108,9 @@ function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, opts: Che
   if (gen === 1) {
     const g = runGen1(dev, opts.gen1);
     fromGen1(r, g);
-    applyLinuxStage(r, dev, layout, target, g, controller);
+    if (g.reached === "kernel" && g.stop.reason === "handoff" && !applyLinuxStage(r, dev, layout, target, g, controller)) {
+      r.findings.push(finding("ROOT_NOT_EVALUATED", { what: g.handoff ? `Linux ${g.handoff.protocol}` : "kernel" }));
+    }
     applyWindowsStage(r, dev, layout, gen, target, controller, g);
     return r;
   }
@@ -122,17 +121,17 @@ function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, opts: Che
 
 /**
  * The Linux OS stage (emu/os-linux.ts) after a clean Gen1 hand-off to a Linux kernel: its verdict replaces the
- * hand-off's "inconclusive", and ROOT_NOT_EVALUATED goes (it stays when the stage cannot evaluate the disk).
+ * hand-off's "inconclusive". False when the stage cannot evaluate the disk (the caller then says so).
  */
-function applyLinuxStage(r: GenerationResult, dev: BlockDevice, layout: Layout, target: Target, g: Gen1Result, controller: Controller): void {
-  if (g.reached !== "kernel" || g.stop.reason !== "handoff" || !g.handoff) return;
+function applyLinuxStage(r: GenerationResult, dev: BlockDevice, layout: Layout, target: Target, g: Gen1Result, controller: Controller): boolean {
+  if (!g.handoff) return false;
   const os = evaluateLinux({ dev, layout, generation: 1, target, controller, handoff: g.handoff });
-  if (!os) return;
-  r.findings = r.findings.filter((f) => f.code !== "ROOT_NOT_EVALUATED");
+  if (!os) return false;
   r.verdict = os.verdict;
   r.reached = os.reached;
   r.findings.push(...os.findings);
   r.chain.push(...os.chain, { stage: os.reached, what: `Linux OS stage: ${os.verdict}`, evidence: os.facts });
+  return true;
 }
 
 const STAGE_ORDER = ["image", "firmware", "bootloader", "kernel", "root"] as const;
