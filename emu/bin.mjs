@@ -9,6 +9,8 @@ import { pathToFileURL } from "node:url";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const BUNDLE = path.join(ROOT, ".cache", "bundle", "bootgate.mjs");
+// The batch worker thread's entry (emu/batch.ts loads it from beside the main bundle).
+const WORKER_BUNDLE = path.join(ROOT, ".cache", "bundle", "batch-worker.mjs");
 const SOURCES = ["emu", "images", "firmware-stubs"];
 process.env.BOOTGATE_ROOT = ROOT;
 
@@ -28,17 +30,22 @@ function newestSource() {
 function freshBundle() {
   if (process.env.BOOTGATE_NO_BUNDLE) return false;
   try {
-    if (fs.statSync(BUNDLE).mtimeMs >= newestSource()) return true;
+    const newest = newestSource();
+    if (fs.statSync(BUNDLE).mtimeMs >= newest && fs.statSync(WORKER_BUNDLE).mtimeMs >= newest) return true;
   } catch { /* no bundle yet */ }
   try {
     const esbuild = createRequire(import.meta.url)("esbuild");
     fs.mkdirSync(path.dirname(BUNDLE), { recursive: true });
+    // One build of both entries (esbuild parses the shared sources once), then each file renamed into place.
     const tmp = `${BUNDLE}.${process.pid}.tmp`;
     esbuild.buildSync({
-      entryPoints: [path.join(ROOT, "emu", "cli.ts")], outfile: tmp, bundle: true, platform: "node",
+      entryPoints: { bootgate: path.join(ROOT, "emu", "cli.ts"), "batch-worker": path.join(ROOT, "emu", "batch-worker.ts") },
+      outdir: tmp, outExtension: { ".js": ".mjs" }, bundle: true, platform: "node",
       format: "esm", target: "node20", packages: "external", logLevel: "silent",
     });
-    fs.renameSync(tmp, BUNDLE);
+    fs.renameSync(path.join(tmp, "batch-worker.mjs"), WORKER_BUNDLE);
+    fs.renameSync(path.join(tmp, "bootgate.mjs"), BUNDLE);
+    fs.rmSync(tmp, { recursive: true, force: true });
     return true;
   } catch {
     return false;
