@@ -13,6 +13,11 @@ import { VERSION } from "./version.ts";
 import { runDemo } from "./demo.ts";
 import { loadDisassembler } from "./disasm.ts";
 import { formatCheck, formatInspect, inspectDoc } from "./report-text.ts";
+import { writeHtmlReport } from "./report-html.ts";
+import { openTrace } from "./trace-ndjson.ts";
+import { toJunit } from "./junit.ts";
+import { emitAnnotations } from "./annotations.ts";
+import { runBatchCli } from "./batch.ts";
 
 class UsageError extends Error {}
 class MalformedError extends Error {}
@@ -95,33 +100,55 @@ function build(setExit: (c: number) => void): Command {
       setExit(0);
     });
 
-  program.command("check").argument("<image>")
+  program.command("check").argument("<images...>", "one image, or several checked in parallel worker threads (exit code: 2 if any is unreadable, else 1 if any fails, else 3 if any is inconclusive, else 0)")
     .description("run the image-stage rules and each generation's boot; verdict per generation")
     .addOption(new Option("--gen <g>", "generation to check").choices(["1", "2", "both"]).default("both"))
     .addOption(new Option("--target <t>", "where the image goes").choices(["azure", "hyperv"]).default("azure"))
     .option("--json <file>", "write the verdict JSON (bootgate.verdict/1) to FILE, or - for stdout")
     .option("--quiet", "no human summary")
+    .option("--junit <file>", "write JUnit XML (a test suite per image, a test case per generation and image rule) to FILE")
+    .option("--jobs <n>", "worker threads for several images (default: one per core)", intArg("--jobs"))
     .option("--memory <MiB>", "Gen1 VM memory in MiB (64..3584)", intArg("--memory"), 1024)
     .option("--max-instructions <n>", "instruction budget per generation", intArg("--max-instructions"))
     .option("--max-seconds <s>", "host time budget per generation", intArg("--max-seconds"))
     .option("--keys <keys>", "keystrokes to type at BIOS prompts, e.g. 'down,enter' or text")
+    .option("--html <file>", "write a self-contained HTML report (chain, disk map, screen, findings, trace window) to FILE")
+    .option("--trace <file>", "stream every boot event to FILE as NDJSON (bootgate.trace/1, documented in emu/trace-ndjson.ts)")
     .option("--trace-blocks <n>", "record the last N basic blocks of the Gen1 run in the JSON (slow; for debugging)", intArg("--trace-blocks"))
     .addOption(new Option("--ide-slot <slot>", "Gen1 IDE attachment of the disk").choices(["ide0:0", "ide0:1", "ide1:0", "ide1:1"]).default("ide0:0"))
     .addOption(new Option("--controller <c>", "controller of the OS disk (default: Gen1 ide, Gen2 scsi; with --gen both, ide is Gen1's and scsi/nvme Gen2's)")
       .choices(["ide", "scsi", "nvme"]))
     .addOption(formatOpt()).addOption(allowOpt())
-    .action(async (image: string, o: { gen: string; target: "azure" | "hyperv"; json?: string; quiet?: boolean; format?: string; allowDir: string[];
-      memory: number; maxInstructions?: number; maxSeconds?: number; keys?: string; ideSlot: string; traceBlocks?: number; controller?: Controller }) => {
+    .action(async (images: string[], o: { junit?: string; jobs?: number; gen: string; target: "azure" | "hyperv"; json?: string; quiet?: boolean; format?: string; allowDir: string[];
+      memory: number; maxInstructions?: number; maxSeconds?: number; keys?: string; ideSlot: string; traceBlocks?: number; controller?: Controller; html?: string; trace?: string }) => {
       const gens: (1 | 2)[] = o.gen === "both" ? [1, 2] : [Number(o.gen) as 1 | 2];
       const misuse = controllerUsageError(gens, o.controller);
       if (misuse) throw new UsageError(misuse);
       if (o.memory < 64 || o.memory > 3584) throw new UsageError(`--memory must be between 64 and 3584 MiB, not ${o.memory}`);
       const gen1 = { memoryMiB: o.memory, maxInstructions: o.maxInstructions, maxWallMs: o.maxSeconds !== undefined ? o.maxSeconds * 1000 : undefined,
         keys: o.keys, ideSlot: o.ideSlot, traceBlocks: o.traceBlocks };
+      if (images.length > 1) {
+        if (o.html || o.trace) throw new UsageError("--html and --trace write one image's report: check one image at a time with them");
+        if (o.jobs === 0) throw new UsageError("--jobs must be at least 1");
+        setExit(await runBatchCli(images, { gens, target: o.target, format: o.format, allowDirs: o.allowDir, gen1, controller: o.controller }, o, writeOut, writeJson));
+        return;
+      }
+      const image = images[0];
       if (gens.includes(1)) await loadDisassembler();
-      const doc = checkImage(image, { gens, target: o.target, format: o.format, allowDirs: o.allowDir, gen1, controller: o.controller });
+      const tracer = o.trace ? openTrace(o.trace, image, { format: o.format, allowDirs: o.allowDir }) : undefined;
+      let doc;
+      try {
+        doc = checkImage(image, { gens, target: o.target, format: o.format, allowDirs: o.allowDir, gen1: { ...gen1, traceSink: tracer?.sink(1) }, controller: o.controller });
+      } finally {
+        for (const g of doc?.generations ?? []) tracer?.endGeneration(g);
+        const err = tracer?.close();
+        if (err) process.stderr.write(`bootgate: the trace ${o.trace} is incomplete: ${err.message}\n`);
+      }
       if (o.json) writeJson(o.json, doc);
+      if (o.html) writeHtmlReport(o.html, doc, { format: o.format, allowDirs: o.allowDir }, tracer?.index);
       if (!o.quiet && o.json !== "-") writeOut(formatCheck(doc));
+      if (o.junit) fs.writeFileSync(o.junit, toJunit([doc]));
+      emitAnnotations([doc], o.json === "-", writeOut);
       setExit(doc.exitCode);
     });
 

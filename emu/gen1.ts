@@ -13,7 +13,7 @@ import type { Stop } from "./stop.ts";
 import { identifyBootCode, type BootCodeId } from "./bootcode-id.ts";
 import { LinuxHandoffDetector, type Handoff } from "./linux-handoff.ts";
 import { disassemble, type DisasmLine } from "./disasm.ts";
-import type { TraceEvent } from "./trace.ts";
+import type { TraceEvent, TraceSink } from "./trace.ts";
 import { Gen1Bios } from "../firmware-stubs/gen1-bios.ts";
 import { int10Services, screenLines } from "../firmware-stubs/bios-int10.ts";
 import { int13Services, readSectors } from "../firmware-stubs/bios-int13.ts";
@@ -46,6 +46,8 @@ export interface Gen1Options {
    * per block, several times the run's time.
    */
   traceBlocks?: number;
+  /** Receives every trace event as it happens (check --trace; emu/trace-ndjson.ts). */
+  traceSink?: TraceSink;
 }
 
 export type Gen1Stage = "image" | "firmware" | "bootloader" | "kernel";
@@ -65,7 +67,7 @@ export interface Gen1Result {
   stats: { instructions: number; events: number; wallMs: number; diskReads: number; sectorsRead: number; intCalls: number;
     modeSwitches: number; virtualMs: number };
   readLog: { lba: number; count: number }[];
-  trace: { events: TraceEvent[]; stages: TraceEvent[]; window?: { at: string; mode: string; lines: DisasmLine[] };
+  trace: { events: TraceEvent[]; stages: TraceEvent[]; window?: { at: string; mode: string; lines: DisasmLine[]; registers?: Record<string, string> };
     unknownPorts: Record<string, number>;
     /** The last basic blocks executed (linear address in hex, size in bytes), with opts.traceBlocks only. */
     blocks?: { address: string; size: number }[] };
@@ -128,6 +130,7 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
   });
   try {
     m = new Machine(cpu, memoryMiB * 2 ** 20, Math.min(1_000_000, Math.max(16, opts.traceEvents ?? 256)));
+    if (opts.traceSink) m.trace.sink = opts.traceSink;
     const accel = new LoopAccelerator(cpu, m);
     const traceBlocks = Math.min(100_000, Math.max(0, Math.floor(opts.traceBlocks ?? 0)));
     if (traceBlocks > 0) {
@@ -314,7 +317,11 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
       if (s.reason.startsWith("int1") || s.reason === "waiting-for-key") at -= 2;          // show the INT itself
       if (s.reason === "halted" && m.u8(at - 1) === 0xf4) at -= 1;
       if (at < 0 || at + 48 > m.ram.length) return undefined;
-      return { at: at.toString(16), mode: pm ? "protected" : "real", lines: disassemble(m.ram.subarray(at, at + 48), at, pm ? 32 : 16, 12) };
+      const registers: Record<string, string> = {};
+      for (const r of ["EAX", "EBX", "ECX", "EDX", "ESI", "EDI", "EBP", "ESP", "EIP", "EFLAGS", "CS", "DS", "ES", "SS", "FS", "GS", "CR0"] as const) {
+        registers[r] = (cpu.reg(r) >>> 0).toString(16).padStart(r.length === 2 ? 4 : 8, "0");
+      }
+      return { at: at.toString(16), mode: pm ? "protected" : "real", lines: disassemble(m.ram.subarray(at, at + 48), at, pm ? 32 : 16, 12), registers };
     }
 
     function classify(s: Stop, screen: string[], h: Handoff | undefined): void {

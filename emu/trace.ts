@@ -1,7 +1,10 @@
 // Trace recorder: bounded ring buffers of boot events (stage changes, BIOS calls with registers, disk reads, mode
 // switches, port notes, basic blocks) so a result can show what happened just before it stopped.
 
-export type TraceKind = "stage" | "int" | "disk" | "mode" | "port" | "note" | "block";
+export type TraceKind = "stage" | "int" | "efi" | "disk" | "mode" | "port" | "note" | "block";
+
+/** Receives every event as it is recorded (check --trace streams them as NDJSON; see trace-ndjson.ts). */
+export type TraceSink = (ev: TraceEvent) => void;
 
 export interface TraceEvent {
   kind: TraceKind;
@@ -30,6 +33,8 @@ export class Trace {
   private blocks: Ring<{ address: number; size: number }>;  // filled only when a block hook is installed
   /** Stage events are few and all kept (bounded anyway). */
   private stages: TraceEvent[] = [];
+  /** Optional: every event, not only the ring's last ones. */
+  sink?: TraceSink;
   constructor(private clockUs: () => number, eventCap = 256, blockCap = 64) {
     this.events = new Ring(eventCap);
     this.blocks = new Ring(blockCap);
@@ -39,6 +44,7 @@ export class Trace {
     const ev: TraceEvent = { kind, us: Math.floor(this.clockUs()), what, ...(data ? { data } : {}) };
     if (kind === "stage" && this.stages.length < 64) this.stages.push(ev);
     this.events.push(ev);
+    this.sink?.(ev);
   }
 
   /** Keep the last `n` basic blocks instead of the default ring size. */
