@@ -6,7 +6,7 @@ import * as path from "node:path";
 const ROOT = path.resolve(import.meta.dirname, "..");
 
 export default function setup(): void {
-  for (const script of ["scripts/build-fixtures-gen1.sh"]) {
+  for (const script of ["scripts/build-fixtures-gen1.sh", "scripts/build-fixtures-gen2.sh"]) {
     const p = path.join(ROOT, script);
     if (!fs.existsSync(p)) continue;
     execFileSync("bash", [p], { stdio: ["ignore", "inherit", "inherit"], cwd: ROOT });
