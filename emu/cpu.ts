@@ -3,7 +3,7 @@
 // switches like a 16-bit engine, but uc_emu_start(begin) sets the full EIP — a UC_MODE_16 engine keeps only the
 // low 16 bits of begin - CS*16, so it cannot resume protected-mode code above 64 KiB after a budget stop.
 import {
-  UC_ARCH_X86, UC_MODE_32, UC_HOOK_INTR, UC_HOOK_INSN, UC_HOOK_CODE, UC_HOOK_BLOCK, UC_PROT_ALL,
+  UC_ARCH_X86, UC_MODE_32, UC_MODE_64, UC_HOOK_INTR, UC_HOOK_INSN, UC_HOOK_CODE, UC_HOOK_BLOCK, UC_PROT_ALL,
   UC_X86_INS_IN, UC_X86_INS_OUT, UC_X86_INS_CPUID, UC_CTL_REMOVE_CACHE, UC_CTL_FLUSH_TLB, X86_REG, type X86Reg,
 } from "./uc-consts.ts";
 import { unicorn, check, type UcApi } from "./unicorn.ts";
@@ -32,8 +32,14 @@ export interface Mmr { selector: number; base: number; limit: number; flags: num
 export interface Cpu {
   /** Guest RAM from linear address 0, zero-copy (uc_mem_map_ptr). */
   readonly ram: Buffer;
+  /** "real": a 32-bit engine dropped to real mode (Gen1); "long": a 64-bit engine, flat identity memory (Gen2 UEFI). */
+  readonly mode: CpuMode;
+  /** The low 32 bits of a register. */
   reg(r: X86Reg): number;
   setReg(r: X86Reg, v: number): void;
+  /** All 64 bits (long mode). */
+  reg64(r: X86Reg): bigint;
+  setReg64(r: X86Reg, v: bigint): void;
   mmr(r: "GDTR" | "IDTR"): Mmr;
   /** Host write of guest memory; drops translated code of that range (UNICORN.md pitfall 1). */
   write(addr: number, data: Uint8Array): void;
@@ -59,9 +65,15 @@ export interface Cpu {
   close(): void;
 }
 
-export function createCpu(ramBytes: number, hooks: CpuHooks): Cpu {
-  return new UnicornCpu(ramBytes, hooks);
+export type CpuMode = "real" | "long";
+
+export function createCpu(ramBytes: number, hooks: CpuHooks, mode: CpuMode = "real"): Cpu {
+  return new UnicornCpu(ramBytes, hooks, mode);
 }
+
+/** CR0.MP | CR0.NE with CR0.EM clear, and CR4.OSFXSR | CR4.OSXMMEXCPT: SSE usable, as UEFI 2.3.4 (x64) requires. */
+const CR0_MP_NE = 0x22;
+const CR4_OSFXSR_OSXMMEXCPT = 0x600;
 
 const PAGE = 4096;
 
@@ -80,15 +92,21 @@ class UnicornCpu implements Cpu {
   private nextId = 1;
   private closed = false;
 
-  constructor(ramBytes: number, private hooks: CpuHooks) {
+  constructor(ramBytes: number, private hooks: CpuHooks, readonly mode: CpuMode) {
     this.a = unicorn();
     const out: unknown[] = [null];
-    check(this.a, "uc_open", this.a.uc_open(UC_ARCH_X86, UC_MODE_32, out));
+    check(this.a, "uc_open", this.a.uc_open(UC_ARCH_X86, mode === "long" ? UC_MODE_64 : UC_MODE_32, out));
     this.uc = out[0];
     const size = Math.ceil(ramBytes / PAGE) * PAGE;
     this.ram = Buffer.alloc(size);
     check(this.a, "uc_mem_map_ptr", this.a.uc_mem_map_ptr(this.uc, 0, size, UC_PROT_ALL, this.ram));
-    this.enterRealMode();
+    if (mode === "long") {
+      // Unicorn's 64-bit engine starts in long mode without paging: memory is flat and identity mapped.
+      this.setReg64("CR0", (this.reg64("CR0") & ~4n) | BigInt(CR0_MP_NE));
+      this.setReg64("CR4", this.reg64("CR4") | BigInt(CR4_OSFXSR_OSXMMEXCPT));
+    } else {
+      this.enterRealMode();
+    }
     this.installHooks();
   }
 
@@ -183,6 +201,19 @@ class UnicornCpu implements Cpu {
     check(this.a, "uc_reg_write", this.a.uc_reg_write(this.uc, X86_REG[r], b));
   }
 
+  reg64(r: X86Reg): bigint {
+    const b = this.regBuf;
+    b.writeBigUInt64LE(0n, 0);
+    check(this.a, "uc_reg_read", this.a.uc_reg_read(this.uc, X86_REG[r], b));
+    return b.readBigUInt64LE(0);
+  }
+
+  setReg64(r: X86Reg, v: bigint): void {
+    const b = this.regBuf;
+    b.writeBigUInt64LE(BigInt.asUintN(64, v), 0);
+    check(this.a, "uc_reg_write", this.a.uc_reg_write(this.uc, X86_REG[r], b));
+  }
+
   mmr(r: "GDTR" | "IDTR"): Mmr {
     const b = this.mmrBuf;
     b.fill(0);
@@ -245,7 +276,7 @@ class UnicornCpu implements Cpu {
 
   run(count: number, timeoutUs = 0): RunOutcome {
     // A 32-bit engine sets EIP = begin (a 16-bit one would keep only the low 16 bits of begin - CS*16).
-    const begin = this.reg("EIP");
+    const begin = this.mode === "long" ? this.reg64("RIP") : BigInt(this.reg("EIP"));
     const err = this.a.uc_emu_start(this.uc, begin, 0xffffffffffffffffn, timeoutUs, count);
     return { err, errText: err === 0 ? "" : this.a.uc_strerror(err) };
   }

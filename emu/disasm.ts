@@ -7,7 +7,7 @@ export interface DisasmLine { address: string; bytes: string; text: string }
 
 interface CsInsn { address: bigint | number; mnemonic: string; op_str: string; size: number; bytes?: number[] }
 interface CsDecoder { disasm(code: number[] | Uint8Array, addr: number): CsInsn[]; close(): void }
-interface CsModule { Capstone: new (arch: number, mode: number) => CsDecoder; ARCH_X86: number; MODE_16: number; MODE_32: number }
+interface CsModule { Capstone: new (arch: number, mode: number) => CsDecoder; ARCH_X86: number; MODE_16: number; MODE_32: number; MODE_64: number }
 
 let cs: CsModule | undefined;
 let loadError: string | undefined = "disassembler not loaded (call loadDisassembler first)";
@@ -29,12 +29,12 @@ export function loadDisassembler(): Promise<void> {
 }
 
 /**
- * Disassemble `code` located at linear `address` in 16- or 32-bit mode; at most `max` instructions. Without
+ * Disassemble `code` located at linear `address` in 16-, 32- or 64-bit mode; at most `max` instructions. Without
  * Capstone every line shows the raw bytes and says why.
  */
-export function disassemble(code: Uint8Array, address: number, bits: 16 | 32, max = 32): DisasmLine[] {
+export function disassemble(code: Uint8Array, address: number, bits: 16 | 32 | 64, max = 32): DisasmLine[] {
   if (!cs) return [{ address: address.toString(16), bytes: Buffer.from(code).toString("hex"), text: `(no disassembler: ${loadError})` }];
-  const d = new cs.Capstone(cs.ARCH_X86, bits === 16 ? cs.MODE_16 : cs.MODE_32);
+  const d = new cs.Capstone(cs.ARCH_X86, bits === 16 ? cs.MODE_16 : bits === 64 ? cs.MODE_64 : cs.MODE_32);
   try {
     let insns: CsInsn[];
     try { insns = d.disasm(Array.from(code), address); } catch { insns = []; }   // cs_disasm fails on invalid bytes

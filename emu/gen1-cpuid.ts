@@ -6,8 +6,11 @@ import type { Cpu } from "./cpu.ts";
 const str4 = (s: string) => Buffer.from(s.padEnd(4, "\0"), "latin1").readUInt32LE(0);
 const BRAND = "Intel(R) Xeon(R) CPU (bootgate virtual Gen1)".padEnd(48, "\0");
 
-/** Fill EAX..EDX for the leaf in EAX (subleaf ECX) the way the hook expects. */
-export function cpuidLeaf(cpu: Cpu): void {
+/**
+ * Fill EAX..EDX for the leaf in EAX (subleaf ECX) the way the hook expects. `tsc`: report the TSC (Gen2: GRUB's
+ * x86_64-efi build refuses to run without one and calibrates it with the firmware's Stall).
+ */
+export function cpuidLeaf(cpu: Cpu, opts: { tsc?: boolean } = {}): void {
   const leaf = cpu.reg("EAX") >>> 0;
   let r: [number, number, number, number] = [0, 0, 0, 0];
   // EDX leaf 1: FPU VME DE PSE MSR PAE MCE CX8 APIC SEP MTRR PGE MCA CMOV PAT PSE36 CLFSH MMX FXSR SSE SSE2 (no TSC)
@@ -16,7 +19,7 @@ export function cpuidLeaf(cpu: Cpu): void {
   const ecx1 = [0, 9, 13, 19, 20, 23, 31].reduce((a, bit) => a | (1 << bit), 0) >>> 0;
   switch (leaf) {
     case 0x0: r = [0xd, str4("Genu"), str4("ntel"), str4("ineI")]; break;
-    case 0x1: r = [0x000306f2, 0x00010800, ecx1, edx1]; break;
+    case 0x1: r = [0x000306f2, 0x00010800, ecx1, (edx1 | (opts.tsc ? 1 << 4 : 0)) >>> 0]; break;
     case 0x40000000: r = [0x40000005, str4("Micr"), str4("osof"), str4("t Hv")]; break;
     case 0x40000001: r = [str4("Hv#1"), 0, 0, 0]; break;
     case 0x80000000: r = [0x80000008, 0, 0, 0]; break;
@@ -29,5 +32,10 @@ export function cpuidLeaf(cpu: Cpu): void {
     case 0x80000008: r = [0x3028, 0, 0, 0]; break;                                        // 40-bit physical, 48-bit virtual
     default: break;
   }
-  cpu.setReg("EAX", r[0]); cpu.setReg("EBX", r[1]); cpu.setReg("ECX", r[2]); cpu.setReg("EDX", r[3]);
+  if (cpu.mode === "long") {
+    // CPUID zero-extends into RAX..RDX in 64-bit mode.
+    cpu.setReg64("RAX", BigInt(r[0])); cpu.setReg64("RBX", BigInt(r[1])); cpu.setReg64("RCX", BigInt(r[2])); cpu.setReg64("RDX", BigInt(r[3]));
+  } else {
+    cpu.setReg("EAX", r[0]); cpu.setReg("EBX", r[1]); cpu.setReg("ECX", r[2]); cpu.setReg("EDX", r[3]);
+  }
 }

@@ -8,7 +8,7 @@ import type { BlockDevice } from "../images/block.ts";
 const HDRS = 0x53726448;
 const SECTOR = 512;
 /** Loader ids in type_of_loader (boot.rst "type_of_loader"). */
-const LOADERS: Record<number, string> = { 0x0: "LILO", 0x1: "Loadlin", 0x2: "bootsect-loader", 0x3: "SYSLINUX",
+export const LOADERS: Record<number, string> = { 0x0: "LILO", 0x1: "Loadlin", 0x2: "bootsect-loader", 0x3: "SYSLINUX",
   0x4: "Etherboot/gPXE/iPXE", 0x5: "ELILO", 0x7: "GRUB", 0x8: "U-Boot", 0x9: "Xen", 0xa: "Gujin", 0xb: "Qemu",
   0xc: "Arcturus Networks uCbootloader", 0xd: "kexec-tools", 0xe: "extended", 0xf: "special", 0x10: "reserved",
   0x11: "Minimal Linux Bootloader", 0x12: "OVMF UEFI virtualization stack", 0x13: "barebox" };
@@ -27,7 +27,7 @@ export interface KernelOnDisk {
 }
 
 export interface Handoff {
-  protocol: "linux32" | "linux16";
+  protocol: "linux32" | "linux16" | "linux64" | "efi-handover" | "efi-stub";
   entry: { cs: number; ip: number; linear: number };
   bootParams: number;
   bootProtocol: string;
@@ -45,7 +45,7 @@ export interface Handoff {
 const printable = (s: string) => /^[\x20-\x7e]*$/.test(s);
 
 /** Parse the setup header fields from bytes where offset 0 is the start of the kernel image (sector 0). */
-function parseHeader(b: Buffer, lba: number): KernelOnDisk | undefined {
+export function parseHeader(b: Buffer, lba: number): KernelOnDisk | undefined {
   if (b.length < 0x268 || b.readUInt16LE(0x1fe) !== 0xaa55 || b.readUInt32LE(0x202) !== HDRS) return undefined;
   const ver = b.readUInt16LE(0x206);
   return {

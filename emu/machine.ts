@@ -32,7 +32,7 @@ interface PitChannel { mode: number; reload: number; access: number; writeLow: b
 
 /** Devices on the port bus. Small state machines; everything derives time from the one VirtualClock. */
 export class Machine {
-  readonly clock = new VirtualClock();
+  readonly clock: VirtualClock;
   readonly trace: Trace;
   readonly serial: number[] = [];
   a20 = true;
@@ -55,8 +55,10 @@ export class Machine {
   private serialRegs = new Uint8Array(8);
   portAccesses = 0;
 
-  constructor(readonly cpu: Cpu, readonly memoryBytes: number, traceEvents = 256) {
-    this.trace = new Trace(() => this.clock.now / 1000, traceEvents);
+  /** `shared`: a clock and trace that outlive this machine (Gen2 powers on again after a reset with the same ones). */
+  constructor(readonly cpu: Cpu, readonly memoryBytes: number, traceEvents = 256, shared?: { clock: VirtualClock; trace: Trace }) {
+    this.clock = shared?.clock ?? new VirtualClock();
+    this.trace = shared?.trace ?? new Trace(() => this.clock.now / 1000, traceEvents);
     this.installDevices();
   }
 
