@@ -6,7 +6,7 @@ import { readFileAt, resolvePath, type Extent, type FileSystem } from "../images
 import type { VolumeEntry, Volumes } from "../images/fs-open.ts";
 import { parseGrubenv, readGrubConfig } from "../images/grub-cfg.ts";
 import { parseBlsEntries, type BlsEntry } from "../images/bls.ts";
-import { MAX_BLS_ENTRIES, MAX_BOOT_TEXT_BYTES, MAX_GRUB_CFG_BYTES } from "../images/limits.ts";
+import { MAX_BLS_ENTRIES, MAX_BOOT_TEXT_BYTES, MAX_GRUB_CFG_BYTES, MAX_SCAN_NAMES } from "../images/limits.ts";
 import type { Finding } from "./findings.ts";
 
 /** A file on one of the disk's volumes. */
@@ -29,8 +29,6 @@ export interface BootEntry {
   findings: Finding[];
 }
 
-/** Names listed per directory when mapping an LBA back to a file (a /boot rarely holds more than a few dozen). */
-const MAX_SCAN_NAMES = 4096;
 const GRUB_CFGS = ["/boot/grub/grub.cfg", "/grub/grub.cfg", "/boot/grub2/grub.cfg", "/grub2/grub.cfg"];
 const SYSLINUX_CFGS = ["/syslinux.cfg", "/syslinux/syslinux.cfg", "/boot/syslinux/syslinux.cfg", "/extlinux.conf",
   "/extlinux/extlinux.conf", "/boot/extlinux/extlinux.conf", "/boot/syslinux.cfg"];

@@ -10,7 +10,7 @@
 // emulator gives inside bootmgr's unmodelled environment (halted, budget, waiting for a key). On Generation 2 no
 // UEFI emulation of bootmgfw.efi exists yet: a statically clean disk stays `inconclusive`.
 import { ImageError } from "../images/errors.ts";
-import { MAX_HIVE_BYTES } from "../images/limits.ts";
+import { MAX_HIVE_BYTES, MAX_WINDOWS_VOLUMES as MAX_VOLUMES, MAX_DRIVER_FILES } from "../images/limits.ts";
 import { readFileAt, resolvePath, type Extent, type FileSystem } from "../images/fs.ts";
 import { openVolumes as openDiskVolumes } from "../images/fs-open.ts";
 import { GPT_TYPE_ESP } from "../images/gpt.ts";
@@ -54,10 +54,6 @@ export interface WindowsResult {
   facts: Record<string, unknown>;
 }
 
-/** Volumes examined at most (a disk with more partitions is not a plausible Windows boot disk). */
-const MAX_VOLUMES = 32;
-/** Entries of System32\drivers listed at most. */
-const MAX_DRIVER_FILES = 16384;
 /** First Windows build that runs as a Generation 2 guest: Windows 8 / Server 2012 (6.2.9200). */
 const GEN2_MIN_BUILD = 9200;
 /** Emulation stops that, once \bootmgr is loaded, mean "the emulator cannot follow bootmgr further", not a failure. */

@@ -4,6 +4,8 @@
 import { createHash } from "node:crypto";
 import { corrupt, truncated, unsupported, overLimit, hex } from "../images/errors.ts";
 import { defineFindings, finding, type Finding } from "../emu/findings.ts";
+import { MAX_PE_SECTIONS, MAX_PE_IMAGE_BYTES, MAX_PE_DATA_DIRECTORIES, MAX_PE_CERTIFICATES, MAX_SBAT_BYTES } from "../images/limits.ts";
+export { MAX_PE_SECTIONS, MAX_PE_IMAGE_BYTES, MAX_PE_DATA_DIRECTORIES, MAX_PE_CERTIFICATES, MAX_SBAT_BYTES } from "../images/limits.ts";
 
 defineFindings([
   { code: "PE_MACHINE_NOT_X64", severity: "error", stage: "firmware", title: "UEFI image is not built for x64",
@@ -52,17 +54,6 @@ export const WIN_CERT_TYPE_X509 = 0x0001;
 export const WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002;
 export const WIN_CERT_TYPE_EFI_PKCS115 = 0x0ef0;
 export const WIN_CERT_TYPE_EFI_GUID = 0x0ef1;
-
-/** Safety bounds. The Windows loader refuses more than 96 sections; UEFI images carry < 20. */
-export const MAX_PE_SECTIONS = 96;
-/** Largest SizeOfImage we lay out (a Linux EFI-stub kernel is ~10-60 MiB). */
-export const MAX_PE_IMAGE_BYTES = 256 * 1024 * 1024;
-/** The spec defines 16 data directories. */
-export const MAX_PE_DATA_DIRECTORIES = 16;
-/** WIN_CERTIFICATE entries we list in one attribute certificate table (shim carries 1). */
-export const MAX_PE_CERTIFICATES = 64;
-/** Largest .sbat section we read as text (real ones are < 1 KiB). */
-export const MAX_SBAT_BYTES = 64 * 1024;
 
 export interface DataDirectory { index: number; rva: number; size: number }
 

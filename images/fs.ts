@@ -2,6 +2,8 @@
 // XFS, NTFS), path resolution with symlinks kept inside the filesystem, and partition views.
 import { ImageError } from "./errors.ts";
 import { readBytesVia, type BlockDevice, type ContainerInfo, type ReadRecord } from "./block.ts";
+import { MAX_SYMLINK_HOPS, MAX_PATH_DEPTH } from "./limits.ts";
+export { MAX_SYMLINK_HOPS, MAX_PATH_DEPTH } from "./limits.ts";
 
 /** A run of disk sectors, in LBAs of the whole disk (for the disk map). */
 export interface Extent { lba: number; count: number }
@@ -35,9 +37,6 @@ export interface FileSystem {
 
 /** Opaque per-filesystem file reference. */
 export type FileHandle = { readonly __fileHandle: true } & object;
-
-export const MAX_SYMLINK_HOPS = 40;
-export const MAX_PATH_DEPTH = 256;
 
 /** Resolve an absolute guest path, following symlinks only inside `fs` (never on the host). */
 export function resolvePath(fs: FileSystem, p: string, followLast = true): FileHandle | undefined {

@@ -5,7 +5,8 @@ import { defineFindings, finding, type Finding } from "../emu/findings.ts";
 import { corrupt, overLimit } from "./errors.ts";
 import { cpioMagic, normalizeCpioPath, parseCpio, type CpioEntry, type CpioFormat, type CpioType } from "./cpio.ts";
 import { COMPRESSION_MAGIC, decompress, detectCompression, type Compression } from "./decompress.ts";
-import { MAX_CPIO_ENTRIES, MAX_INITRAMFS_BYTES, MAX_INITRAMFS_SEGMENTS } from "./limits.ts";
+import { MAX_CPIO_ENTRIES, MAX_INITRAMFS_BYTES, MAX_INITRAMFS_SEGMENTS, MAX_SYMLINK_HOPS } from "./limits.ts";
+export { MAX_SYMLINK_HOPS } from "./limits.ts";
 import {
   emptyModprobeConfig, moduleFileCompression, moduleKernelVersion, normalizeModuleName, parseModprobeConf,
   parseModulesBuiltin, parseModulesDep, type ModprobeConfig, type ModuleDep,
@@ -94,8 +95,6 @@ export interface KernelModuleFile {
 }
 
 export type InitramfsGenerator = "dracut" | "initramfs-tools" | "mkinitcpio" | "booster" | "unknown";
-
-export const MAX_SYMLINK_HOPS = 40;
 
 /** True when a name's ".." components climb above the directory it starts in. */
 function climbsAboveRoot(name: string): boolean {

@@ -88,3 +88,60 @@ export const MAX_GRUB_VALUE_BYTES = 64 * 1024;
 export const MAX_BOOT_TEXT_BYTES = 1024 * 1024;
 /** BLS snippets read from /boot/loader/entries. */
 export const MAX_BLS_ENTRIES = 1024;
+
+// ---- Issue 7: the remaining bounds, gathered here from the modules that enforce them ----
+
+/** Gen1 emulation work budget: BIOS calls plus port accesses per generation (`--max-instructions` / 100 overrides it). */
+export const GEN1_DEFAULT_MAX_EVENTS = 5_000_000;
+/** `--max-instructions N` becomes an event budget of N / INSTRUCTIONS_PER_EVENT. */
+export const INSTRUCTIONS_PER_EVENT = 100;
+/** Host wall-time budget per generation, in ms (`--max-seconds`). */
+export const GEN1_DEFAULT_MAX_WALL_MS = 60_000;
+/** Guest RAM in MiB: Hyper-V's default startup memory, and the range `--memory` accepts. */
+export const GUEST_RAM_MIB_DEFAULT = 1024;
+export const GUEST_RAM_MIB_MIN = 64;
+export const GUEST_RAM_MIB_MAX = 3584;
+/** Symbolic links followed while resolving one guest path (Linux's MAXSYMLINKS is 40). */
+export const MAX_SYMLINK_HOPS = 40;
+/** Directory depth of one guest path (components below the root). */
+export const MAX_PATH_DEPTH = 256;
+/** LVM2: data/metadata areas in one PV label, PVs and LVs per VG, segments per LV, stripes per segment. */
+export const MAX_LVM_DISK_AREAS = 16;
+export const MAX_LVM_PVS = 1024;
+export const MAX_LVM_LVS = 4096;
+export const MAX_LVM_SEGMENTS = 65536;
+export const MAX_LVM_STRIPES = 128;
+/** LVM2: largest read an LV serves in one piece, in bytes. */
+export const MAX_LVM_READ_CHUNK = 4 * 2 ** 20;
+/** LVM2 metadata text: section nesting (VG > logical_volumes > LV > segment is 4), items in one text, elements in one list. */
+export const MAX_LVM_META_DEPTH = 16;
+export const MAX_LVM_META_ITEMS = 200_000;
+export const MAX_LVM_META_LIST = 65_536;
+/** XFS: allocation groups, directory blocks (256 MiB at 4 KiB) and entries read for one directory, largest single read. */
+export const MAX_XFS_AGCOUNT = 1 << 20;
+export const MAX_XFS_DIR_BLOCKS = 65536;
+export const MAX_XFS_DIR_ENTRIES = 1 << 20;
+export const MAX_XFS_READ_BYTES = 1024 * 2 ** 20;
+/** XFS: deepest bmap B+tree walked (XFS itself stays below 10 levels), extents accepted for one fork. */
+export const XFS_MAX_BMBT_DEPTH = 8;
+export const XFS_MAX_FILE_EXTENTS = 1 << 20;
+/** VHDX region and metadata table entries (VHDX 1.0 2.2.3.1 / 2.6.1.1 EntryCount <= 2047), largest metadata item (2.6.1.2). */
+export const MAX_VHDX_REGION_ENTRIES = 2047;
+export const MAX_VHDX_METADATA_ENTRIES = 2047;
+export const MAX_VHDX_METADATA_ITEM = 1024 * 1024;
+/** Windows SYSTEM hive: CriticalDeviceDatabase keys examined. */
+export const MAX_CDDB_ENTRIES = 8192;
+/** Windows OS stage: volumes examined, System32\drivers entries listed. */
+export const MAX_WINDOWS_VOLUMES = 32;
+export const MAX_DRIVER_FILES = 16384;
+/** Linux: softdep chains longer than this are refused (a hostile modules.softdep). */
+export const MAX_MODULE_CHAIN = 4096;
+/** Linux OS stage: names listed per directory when mapping an LBA back to a file. */
+export const MAX_SCAN_NAMES = 4096;
+/** PE/COFF: sections (the Windows loader refuses more than 96), SizeOfImage laid out, data directories (the spec's 16),
+ *  certificate-table entries, .sbat bytes read as text. */
+export const MAX_PE_SECTIONS = 96;
+export const MAX_PE_IMAGE_BYTES = 256 * 1024 * 1024;
+export const MAX_PE_DATA_DIRECTORIES = 16;
+export const MAX_PE_CERTIFICATES = 64;
+export const MAX_SBAT_BYTES = 64 * 1024;

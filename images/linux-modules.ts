@@ -1,7 +1,7 @@
 // Kernel module metadata: modules.dep / modules.builtin / modules.builtin.modinfo / modules.alias as
 // depmod(8) and kbuild write them, /boot/config-<ver> (Kconfig .config), and modprobe.d(5) files.
 import { overLimit } from "./errors.ts";
-import { MAX_MODULES_TEXT_BYTES } from "./limits.ts";
+import { MAX_MODULES_TEXT_BYTES, MAX_MODULE_CHAIN } from "./limits.ts";
 
 /** Module name as the kernel and modprobe compare it: basename, no .ko[.xz|.zst|.gz], "-" as "_". */
 export function normalizeModuleName(nameOrPath: string): string {
@@ -209,9 +209,6 @@ export function parseSoftdep(spec: string | undefined): { pre: string[]; post: s
   }
   return out;
 }
-
-/** Softdep chains longer than this are refused (a hostile modules.softdep). */
-const MAX_MODULE_CHAIN = 4096;
 
 /**
  * A module and everything modprobe would load with it, dependencies first (a valid load order):

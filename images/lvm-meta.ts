@@ -1,18 +1,12 @@
 // Bounded parser of the LVM2 text metadata format (lvm2 lib/format_text, doc "LVM2 metadata format":
 // `name = value`, `name { ... }`, values are "strings", integers or [lists], `#` comments).
 import { corrupt, overLimit } from "./errors.ts";
-import { MAX_DESCRIPTOR_BYTES } from "./limits.ts";
+import { MAX_DESCRIPTOR_BYTES, MAX_LVM_META_DEPTH as MAX_DEPTH, MAX_LVM_META_ITEMS as MAX_ITEMS, MAX_LVM_META_LIST as MAX_LIST } from "./limits.ts";
 
 export type LvmScalar = number | string;
 export type LvmValue = LvmScalar | LvmScalar[] | LvmSection;
 
 export interface LvmSection { readonly kind: "section"; readonly items: Map<string, LvmValue> }
-
-/** Nesting depth bound: VG > logical_volumes > LV > segment is 4; leave room for newer sections. */
-const MAX_DEPTH = 16;
-/** Items (assignments and sections) in one text, and elements in one list. */
-const MAX_ITEMS = 200_000;
-const MAX_LIST = 65_536;
 
 const isWord = (c: string): boolean => /[A-Za-z0-9_.+\-]/.test(c);
 

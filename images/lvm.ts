@@ -4,7 +4,7 @@ import { corrupt, hex, ImageError, overLimit, unsupported } from "./errors.ts";
 import { readBytesVia, type BlockDevice, type ContainerInfo, type ReadRecord } from "./block.ts";
 import type { Extent } from "./fs.ts";
 import { readLayout } from "./layout.ts";
-import { MAX_READ_SECTORS } from "./limits.ts";
+import { MAX_READ_SECTORS, MAX_LVM_DISK_AREAS as MAX_DISK_AREAS, MAX_LVM_PVS as MAX_PVS, MAX_LVM_LVS as MAX_LVS, MAX_LVM_SEGMENTS as MAX_SEGMENTS, MAX_LVM_STRIPES as MAX_STRIPES, MAX_LVM_READ_CHUNK as MAX_LV_CHUNK } from "./limits.ts";
 import { defineFindings, finding, type Finding } from "../emu/findings.ts";
 import { list, num, optSub, parseLvmText, sections, str, sub, type LvmSection } from "./lvm-meta.ts";
 
@@ -26,14 +26,6 @@ const RAW_LOCN_IGNORED = 0x1;
 const ID_LEN = 32;
 /** LVM counts sizes in 512-byte sectors whatever the disk's sector size. */
 const LVM_SECTOR = 512;
-
-/** Bounds for untrusted LVM structures. */
-const MAX_DISK_AREAS = 16;
-const MAX_PVS = 1024;
-const MAX_LVS = 4096;
-const MAX_SEGMENTS = 65536;
-const MAX_STRIPES = 128;
-const MAX_LV_CHUNK = 4 * 2 ** 20;
 
 defineFindings([
   {

@@ -5,7 +5,7 @@ import type { ContainerDriver } from "./registry.ts";
 import type { ContainerInfo, OpenContext, VirtualDisk } from "./block.ts";
 import type { ByteSource } from "./source.ts";
 import { corrupt, hex, overLimit, truncated, unsupported } from "./errors.ts";
-import { MAX_TABLE_ENTRIES, MAX_VIRTUAL_SIZE } from "./limits.ts";
+import { MAX_TABLE_ENTRIES, MAX_VIRTUAL_SIZE, MAX_VHDX_REGION_ENTRIES as MAX_REGION_ENTRIES, MAX_VHDX_METADATA_ENTRIES as MAX_METADATA_ENTRIES, MAX_VHDX_METADATA_ITEM as MAX_METADATA_ITEM } from "./limits.ts";
 import { defineFindings, finding } from "../emu/findings.ts";
 import { crc32c } from "./crc.ts";
 
@@ -19,14 +19,11 @@ const HEADER_SIGNATURE = "head";
 const REGION_OFFSETS = [192 * KiB, 256 * KiB];
 const REGION_SIZE = 64 * KiB;
 const REGION_SIGNATURE = "regi";
-const MAX_REGION_ENTRIES = 2047;                     // 2.2.3.1 EntryCount
 const BAT_REGION = "2DC27766-F623-4200-9D64-115E9BFD4A08";
 const METADATA_REGION = "8B7CA206-4790-4B9A-B8FE-575F050F886E";
 // 2.6 Metadata region
 const METADATA_SIGNATURE = "metadata";
 const METADATA_TABLE_SIZE = 64 * KiB;
-const MAX_METADATA_ENTRIES = 2047;                   // 2.6.1.1 EntryCount
-const MAX_METADATA_ITEM = 1 * MiB;                   // 2.6.1.2 Length
 const ITEM = {
   fileParameters: "CAA16737-FA36-4D43-B3B6-33F0AA44E76B",
   virtualDiskSize: "2FA54224-CD1B-4876-B211-5DBED83BF4B8",

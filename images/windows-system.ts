@@ -6,6 +6,7 @@ import { ImageError } from "./errors.ts";
 import { decodeValue, openHive, openKey, type Hive, type RegData, type RegKey } from "./regf.ts";
 import { guidText } from "./gpt.ts";
 import { defineFindings, finding, type Finding } from "../emu/findings.ts";
+import { MAX_CDDB_ENTRIES as MAX_CDDB } from "./limits.ts";
 
 defineFindings([
   {
@@ -64,8 +65,6 @@ export const HYPERV_CDDB_IDS = ["vmbus#{ba6163d9-04a1-4d29-b605-72e2ffb1dc7f}", 
 /** DriverDatabase\DeviceIds keys: storvsc's VMBus channel type, VMBus itself, PIIX4 IDE, NVMe class. */
 export const HYPERV_DRIVERDB_IDS = ["VMBUS\\{ba6163d9-04a1-4d29-b605-72e2ffb1dc7f}", "ACPI\\VMBus", "ACPI\\MSFT1000",
   "PCI\\VEN_8086&DEV_7111", "PCI\\CC_010802"];
-
-const MAX_CDDB = 8192;
 
 const num = (v: RegData | undefined) => (typeof v === "number" ? v : undefined);
 const str = (v: RegData | undefined) => (typeof v === "string" ? v : undefined);

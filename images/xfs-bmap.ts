@@ -1,6 +1,8 @@
 // XFS data-fork block maps: packed extent records and the bmap B+tree (XFS Algorithms & Data
 // Structures, "Data Extents" 15.1 xfs_bmbt_rec and "Extent B+tree" 15.3 xfs_bmdr_block / xfs_btree_lblock).
 import { corrupt, hex, overLimit } from "./errors.ts";
+import { XFS_MAX_BMBT_DEPTH, XFS_MAX_FILE_EXTENTS } from "./limits.ts";
+export { XFS_MAX_BMBT_DEPTH, XFS_MAX_FILE_EXTENTS } from "./limits.ts";
 
 /** One mapping of file blocks [off, off+count) to filesystem blocks (fsbno, AG-encoded). */
 export interface XfsExtent { off: number; fsbno: number; count: number; unwritten: boolean }
@@ -13,10 +15,6 @@ const LBLOCK_HDR_V4 = 24;
 const LBLOCK_HDR_V5 = 72;
 /** Offset of bb_crc inside a v5 long btree block. */
 export const LBLOCK_CRC_OFF = 64;
-/** Deepest bmap B+tree we walk (XFS itself stays below 10 levels; issue 4 caps trees at 8). */
-export const XFS_MAX_BMBT_DEPTH = 8;
-/** Largest extent count we accept for one fork. */
-export const XFS_MAX_FILE_EXTENTS = 1 << 20;
 
 /** What the walker needs from the filesystem. */
 export interface BmapContext {

@@ -8,6 +8,7 @@ import { uuidText } from "./fs-identify.ts";
 import { defineFindings, finding, type Finding } from "../emu/findings.ts";
 import { decodeExtents, walkBmbtRoot, type BmapContext, type XfsExtent } from "./xfs-bmap.ts";
 import { parseDataBlock, parseShortform, XFS_DIR2_LEAF_OFFSET, DIR3_CRC_OFF, type DirEntry, type DirFormat } from "./xfs-dir.ts";
+import { MAX_XFS_AGCOUNT, MAX_XFS_DIR_BLOCKS, MAX_XFS_DIR_ENTRIES, MAX_XFS_READ_BYTES } from "./limits.ts";
 
 /** "XFSB" (13.1). */
 const XFS_SB_MAGIC = 0x58465342;
@@ -43,16 +44,10 @@ const SYMLINK_CRC_OFF = 12;
 /** XFS_SYMLINK_MAXLEN (17). */
 const XFS_SYMLINK_MAXLEN = 1024;
 
-/** Bounds for untrusted metadata. */
-const MAX_XFS_AGCOUNT = 1 << 20;
-/** Directory data we read for one directory: 65536 directory blocks (256 MiB at 4 KiB). */
-const MAX_XFS_DIR_BLOCKS = 65536;
-const MAX_XFS_DIR_ENTRIES = 1 << 20;
 /** Caches: parsed inodes and directory entries (in entries, all directories together). */
 const INODE_CACHE_ENTRIES = 4096;
 const DIR_CACHE_ENTRIES = 262144;
 /** Largest single read() we serve, and the chunk we fetch from the device at a time. */
-const MAX_XFS_READ_BYTES = 1024 * 2 ** 20;
 const READ_CHUNK_BYTES = 4 * 2 ** 20;
 /** CRC mismatch findings per filesystem beyond which we stay silent. */
 const MAX_CRC_FINDINGS = 8;
