@@ -1,5 +1,7 @@
 // `bootgate check`: open the image, apply the image-stage rules, then each generation's boot.
+import * as fs from "node:fs";
 import * as path from "node:path";
+import { VariableStore } from "../firmware-stubs/uefi-nvram.ts";
 import { openImage } from "../images/registry.ts";
 import { ImageError } from "../images/errors.ts";
 import { readLayout, type Layout } from "../images/layout.ts";
@@ -10,6 +12,9 @@ import "./findings-check.ts";
 import { exitCodeFor, type GenerationResult, type ImageSummary, type VerdictDoc } from "./verdict.ts";
 import { VERSION } from "./version.ts";
 import { runGen1, type Gen1Options, type Gen1Result } from "./gen1.ts";
+import { runGen2, type Gen2Options, type Gen2Result } from "./gen2.ts";
+import type { Handoff } from "./linux-handoff.ts";
+import type { SecureBootMode } from "../firmware-stubs/secureboot.ts";
 import { evaluateWindows } from "./os-windows.ts";
 import { evaluateLinux } from "./os-linux.ts";
 
@@ -36,6 +41,20 @@ export interface CheckOptions {
   gen1?: Gen1Options;
   /** The OS disk's controller (see controllerFor); absent: Gen1 ide, Gen2 scsi. */
   controller?: Controller;
+  /** Gen2 emulation options (budgets, memory, NVRAM, keys); Secure Boot comes from `secureBoot`. */
+  gen2?: Omit<Gen2Options, "secureBoot" | "controller">;
+  /** Gen2 Secure Boot setting; absent: the target's default (secureBootDefault). */
+  secureBoot?: SecureBootMode;
+  /** A JSON NVRAM file for Gen2 (batch workers load it themselves: a VariableStore does not cross threads). */
+  nvramFile?: string;
+}
+
+/**
+ * The Secure Boot setting a new Gen2 VM gets: Hyper-V's default template is MicrosoftWindows; Azure creates new
+ * Gen2 VMs as Trusted Launch (db with both Microsoft CAs).
+ */
+export function secureBootDefault(target: Target): SecureBootMode {
+  return target === "hyperv" ? "windows" : "trusted-launch";
 }
 
 /**
@@ -83,6 +102,21 @@ function fromGen1(r: GenerationResult, g: Gen1Result): GenerationResult {
   return r;
 }
 
+/** Gen2's emulation result as the verdict document carries it. */
+function fromGen2(r: GenerationResult, g: Gen2Result): GenerationResult {
+  r.verdict = g.verdict;
+  r.reached = g.reached;
+  r.findings.push(...g.findings);
+  r.chain.push(...g.chain);
+  r.handoff = g.handoff ? { ...g.handoff } : null;
+  r.screen = g.screen;
+  r.stop = g.stop;
+  r.stats = { ...g.stats };
+  if (g.trace.window) r.traceWindow = g.trace.window;
+  r.readLog = g.readLog;
+  return r;
+}
+
 /** One generation, once the disk is known to open. */
 function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, opts: CheckOptions): GenerationResult {
   const target = opts.target;
@@ -108,24 +142,32 @@ function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, opts: Che
   if (gen === 1) {
     const g = runGen1(dev, opts.gen1);
     fromGen1(r, g);
-    if (g.reached === "kernel" && g.stop.reason === "handoff" && !applyLinuxStage(r, dev, layout, target, g, controller)) {
+    if (g.reached === "kernel" && g.stop.reason === "handoff" && !(g.handoff && applyLinuxStage(r, dev, layout, target, g.handoff, 1, controller))) {
       r.findings.push(finding("ROOT_NOT_EVALUATED", { what: g.handoff ? `Linux ${g.handoff.protocol}` : "kernel" }));
     }
     applyWindowsStage(r, dev, layout, gen, target, controller, g);
     return r;
   }
-  r.findings.push(finding("BOOT_NOT_EMULATED", { generation: gen }));
-  applyWindowsStage(r, dev, layout, gen, target, controller);
+  const nvram = opts.gen2?.nvram ?? (opts.nvramFile ? VariableStore.fromJSON(JSON.parse(fs.readFileSync(opts.nvramFile, "utf8"))) : undefined);
+  const g2 = runGen2(dev, layout, { ...opts.gen2, nvram, controller: controller === "nvme" ? "nvme" : "scsi", secureBoot: opts.secureBoot ?? secureBootDefault(target) });
+  fromGen2(r, g2);
+  if (g2.reached === "kernel" && g2.stop.reason === "handoff" && g2.handoff && !applyLinuxStage(r, dev, layout, target, g2.handoff, 2, controller)) {
+    r.findings.push(finding("ROOT_NOT_EVALUATED", { what: `Linux ${g2.handoff.protocol}` }));
+  }
+  // Windows: the static OS stage decides once an OS loader took over; a firmware-stage failure stands either way.
+  // A loader that ran and stopped short of ExitBootServices may be bootgate's limit with Windows' boot manager: then
+  // the static stage cannot make it better than inconclusive.
+  applyWindowsStage(r, dev, layout, gen, target, controller, undefined, g2.reached === "kernel" ? undefined
+    : g2.reached === "bootloader" ? { verdict: "inconclusive", reached: "bootloader" } : { verdict: g2.verdict, reached: g2.reached });
   return r;
 }
 
 /**
- * The Linux OS stage (emu/os-linux.ts) after a clean Gen1 hand-off to a Linux kernel: its verdict replaces the
+ * The Linux OS stage (emu/os-linux.ts) after a clean Gen1 or Gen2 hand-off to a Linux kernel: its verdict replaces the
  * hand-off's "inconclusive". False when the stage cannot evaluate the disk (the caller then says so).
  */
-function applyLinuxStage(r: GenerationResult, dev: BlockDevice, layout: Layout, target: Target, g: Gen1Result, controller: Controller): boolean {
-  if (!g.handoff) return false;
-  const os = evaluateLinux({ dev, layout, generation: 1, target, controller, handoff: g.handoff });
+function applyLinuxStage(r: GenerationResult, dev: BlockDevice, layout: Layout, target: Target, handoff: Handoff, generation: 1 | 2, controller: Controller): boolean {
+  const os = evaluateLinux({ dev, layout, generation, target, controller, handoff });
   if (!os) return false;
   r.verdict = os.verdict;
   r.reached = os.reached;
@@ -144,16 +186,18 @@ const EMULATOR_LIMIT_CODES = new Set(["GEN1_HALTED", "GEN1_BUDGET_EXHAUSTED", "G
  * without \Windows\System32. On Gen1 the emulation run is its pre-boot evidence: when the run loaded \bootmgr
  * cleanly, the static verdict decides; otherwise the worse of the two verdicts and the lesser stage stand.
  */
-function applyWindowsStage(r: GenerationResult, dev: BlockDevice, layout: Layout, gen: 1 | 2, target: Target, controller: Controller, g?: Gen1Result): void {
+function applyWindowsStage(r: GenerationResult, dev: BlockDevice, layout: Layout, gen: 1 | 2, target: Target, controller: Controller, g?: Gen1Result,
+  gen2Failed?: { verdict: GenerationResult["verdict"]; reached: GenerationResult["reached"] }): void {
   const w = evaluateWindows({ dev, layout, generation: gen, target, controller,
     ...(g ? { preboot: { reached: g.reached, stopReason: g.stop.reason, stopDetail: g.stop.detail, chain: g.chain, readLog: g.readLog, screen: g.screen } } : {}) });
   if (!w) return;
   const accepted = (w.facts.preboot as { accepted?: boolean } | undefined)?.accepted === true;
-  if (!g || accepted) {
+  if ((!g && !gen2Failed) || accepted) {
     if (accepted) r.findings = r.findings.filter((f) => !EMULATOR_LIMIT_CODES.has(f.code));
     r.verdict = w.verdict;
     r.reached = w.reached;
   } else {
+    if (gen2Failed && r.reached === "bootloader") { r.verdict = gen2Failed.verdict; r.reached = w.reached; }
     r.verdict = VERDICT_ORDER[Math.max(VERDICT_ORDER.indexOf(r.verdict), VERDICT_ORDER.indexOf(w.verdict))];
     r.reached = STAGE_ORDER[Math.min(STAGE_ORDER.indexOf(r.reached), STAGE_ORDER.indexOf(w.reached))];
   }

@@ -8,6 +8,8 @@ import { malformedLayout, readLayout } from "../images/layout.ts";
 import { allFindings, lookupFinding } from "./findings.ts";
 import "./findings-check.ts";
 import { checkImage, controllerUsageError, type Controller } from "./check.ts";
+import { VariableStore } from "../firmware-stubs/uefi-nvram.ts";
+import type { SecureBootMode } from "../firmware-stubs/secureboot.ts";
 import { EXIT } from "./verdict.ts";
 import { VERSION } from "./version.ts";
 import { runDemo } from "./demo.ts";
@@ -20,6 +22,13 @@ import { emitAnnotations } from "./annotations.ts";
 import { runBatchCli } from "./batch.ts";
 
 class UsageError extends Error {}
+
+/** An NVRAM JSON file for --nvram (a usage error when it cannot be read or is not valid). */
+function loadNvram(file: string): VariableStore {
+  let text: string;
+  try { text = fs.readFileSync(file, "utf8"); } catch (e) { throw new UsageError(`--nvram ${file}: ${(e as Error).message}`); }
+  try { return VariableStore.fromJSON(JSON.parse(text)); } catch (e) { throw new UsageError(`--nvram ${file}: ${(e as Error).message}`); }
+}
 class MalformedError extends Error {}
 
 function intArg(name: string) {
@@ -118,8 +127,11 @@ function build(setExit: (c: number) => void): Command {
     .addOption(new Option("--ide-slot <slot>", "Gen1 IDE attachment of the disk").choices(["ide0:0", "ide0:1", "ide1:0", "ide1:1"]).default("ide0:0"))
     .addOption(new Option("--controller <c>", "controller of the OS disk (default: Gen1 ide, Gen2 scsi; with --gen both, ide is Gen1's and scsi/nvme Gen2's)")
       .choices(["ide", "scsi", "nvme"]))
+    .addOption(new Option("--secure-boot <mode>", "Gen2 Secure Boot: off, windows (Hyper-V MicrosoftWindows template), uefi-ca (MicrosoftUEFICertificateAuthority), trusted-launch (Azure); default: hyperv windows, azure trusted-launch")
+      .choices(["off", "windows", "uefi-ca", "trusted-launch"]))
+    .option("--nvram <file>", "Gen2 NVRAM variables to start from (JSON: {\"variables\":[{name,guid,attributes,data(hex)}]}); default: empty, like a new VM")
     .addOption(formatOpt()).addOption(allowOpt())
-    .action(async (images: string[], o: { junit?: string; jobs?: number; gen: string; target: "azure" | "hyperv"; json?: string; quiet?: boolean; format?: string; allowDir: string[];
+    .action(async (images: string[], o: { secureBoot?: SecureBootMode; nvram?: string; junit?: string; jobs?: number; gen: string; target: "azure" | "hyperv"; json?: string; quiet?: boolean; format?: string; allowDir: string[];
       memory: number; maxInstructions?: number; maxSeconds?: number; keys?: string; ideSlot: string; traceBlocks?: number; controller?: Controller; html?: string; trace?: string }) => {
       const gens: (1 | 2)[] = o.gen === "both" ? [1, 2] : [Number(o.gen) as 1 | 2];
       const misuse = controllerUsageError(gens, o.controller);
@@ -127,18 +139,22 @@ function build(setExit: (c: number) => void): Command {
       if (o.memory < 64 || o.memory > 3584) throw new UsageError(`--memory must be between 64 and 3584 MiB, not ${o.memory}`);
       const gen1 = { memoryMiB: o.memory, maxInstructions: o.maxInstructions, maxWallMs: o.maxSeconds !== undefined ? o.maxSeconds * 1000 : undefined,
         keys: o.keys, ideSlot: o.ideSlot, traceBlocks: o.traceBlocks };
+      const gen2 = { memoryMiB: Math.max(256, o.memory), maxWallMs: gen1.maxWallMs, keys: o.keys,
+        maxEvents: o.maxInstructions !== undefined ? Math.ceil(o.maxInstructions / 100) : undefined, nvram: o.nvram ? loadNvram(o.nvram) : undefined };
       if (images.length > 1) {
         if (o.html || o.trace) throw new UsageError("--html and --trace write one image's report: check one image at a time with them");
         if (o.jobs === 0) throw new UsageError("--jobs must be at least 1");
-        setExit(await runBatchCli(images, { gens, target: o.target, format: o.format, allowDirs: o.allowDir, gen1, controller: o.controller }, o, writeOut, writeJson));
+        setExit(await runBatchCli(images, { gens, target: o.target, format: o.format, allowDirs: o.allowDir, gen1, controller: o.controller, secureBoot: o.secureBoot,
+          gen2: { ...gen2, nvram: undefined }, nvramFile: o.nvram }, o, writeOut, writeJson));
         return;
       }
       const image = images[0];
-      if (gens.includes(1)) await loadDisassembler();
+      await loadDisassembler();
       const tracer = o.trace ? openTrace(o.trace, image, { format: o.format, allowDirs: o.allowDir }) : undefined;
       let doc;
       try {
-        doc = checkImage(image, { gens, target: o.target, format: o.format, allowDirs: o.allowDir, gen1: { ...gen1, traceSink: tracer?.sink(1) }, controller: o.controller });
+        doc = checkImage(image, { gens, target: o.target, format: o.format, allowDirs: o.allowDir, gen1: { ...gen1, traceSink: tracer?.sink(1) }, controller: o.controller,
+          secureBoot: o.secureBoot, gen2: { ...gen2, traceSink: tracer?.sink(2) } });
       } finally {
         for (const g of doc?.generations ?? []) tracer?.endGeneration(g);
         const err = tracer?.close();

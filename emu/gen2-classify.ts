@@ -70,7 +70,8 @@ export function classifyGen2(i: ClassifyInput): { reached: Gen2Stage; verdict: "
         const loader = fw.images.loadOrder.find((x) => x.started && !x.linux && /grub/i.test(x.filePath ?? ""))?.filePath
           ?? (handoff.protocol === "efi-stub" ? "the firmware" : "the boot loader");
         findings.push(finding("GEN2_LINUX_HANDOFF", { loader, version: handoff.kernelVersion?.split(" ")[0] ?? "(unknown version)",
-          protocol: handoff.protocol === "efi-stub" ? "EFI stub via LoadImage/StartImage" : "EFI handover protocol", cmdline: handoff.cmdline ?? "(none)" }, { handoff }));
+          protocol: handoff.protocol === "efi-stub" ? "EFI stub via LoadImage/StartImage" : handoff.protocol === "efi-handover" ? "EFI handover protocol"
+            : "64-bit boot protocol, after the loader's own ExitBootServices", cmdline: handoff.cmdline ?? "(none)" }, { handoff }));
         chain.push({ stage: "kernel", what: `Linux ${handoff.kernelVersion ?? "(version unknown)"} called ExitBootServices (${handoff.protocol})`,
           evidence: { cmdline: handoff.cmdline, initrd: handoff.initrd, loader: handoff.loaderType, kernelLoadedFrom: handoff.kernelLoadedFrom, initrdLoadedFrom: handoff.initrdLoadedFrom } });
       } else {

@@ -29,7 +29,10 @@ export class KernelTracker {
       if (buf.readUInt32LE(i + 0x202) !== HDRS) continue;
       const hdr = Buffer.concat([buf.subarray(i, i + SECTOR * 2), i + SECTOR * 2 > buf.length ? this.safeRead(lba + i / SECTOR + 1, 1) : Buffer.alloc(0)]);
       const k = parseHeader(hdr, lba + i / SECTOR);
-      if (k && !this.kernels.some((x) => x.lba === k.lba) && this.kernels.length < 8) this.kernels.push(k);
+      if (k && !this.kernels.some((x) => x.lba === k.lba) && this.kernels.length < 8) {
+        k.pmHead = this.safeRead(k.lba + k.setupSects + 1, 1).subarray(0, 16);
+        this.kernels.push(k);
+      }
     }
   }
 

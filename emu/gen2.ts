@@ -8,7 +8,7 @@ import { finding, type Finding } from "./findings.ts";
 import "./gen2-findings.ts";
 import { createCpu, type Cpu } from "./cpu.ts";
 import { VirtualClock } from "./clock.ts";
-import { Trace, type TraceEvent } from "./trace.ts";
+import { Trace, type TraceEvent, type TraceSink } from "./trace.ts";
 import type { Stop, StopReason } from "./stop.ts";
 import type { Handoff } from "./linux-handoff.ts";
 import { disassemble, type DisasmLine } from "./disasm.ts";
@@ -22,6 +22,8 @@ import { prepareNvram } from "./gen2-nvram.ts";
 import { classifyGen2 } from "./gen2-classify.ts";
 import { cpuidLeaf } from "./gen1-cpuid.ts";
 import { Machine } from "./machine.ts";
+import { MemmoveAccelerator } from "./loop-accel64.ts";
+import { Sha256Accelerator } from "./sha-accel64.ts";
 
 export interface Gen2Options {
   /** Firmware calls budget (default 5 000 000). */
@@ -36,6 +38,8 @@ export interface Gen2Options {
   /** NVRAM contents to start from (default: empty, like a new VM). */
   nvram?: VariableStore;
   traceEvents?: number;
+  /** Receives every trace event as it happens (check --trace). */
+  traceSink?: TraceSink;
   /** Power-ons allowed after ResetSystem (default 3). */
   maxResets?: number;
 }
@@ -76,6 +80,7 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
   const template = secureBootTemplate(mode);
   const clock = new VirtualClock();
   const trace = new Trace(() => clock.now / 1000, Math.min(1_000_000, Math.max(16, opts.traceEvents ?? 256)));
+  if (opts.traceSink) trace.sink = opts.traceSink;
   const nvram = opts.nvram ?? new VariableStore();
   prepareNvram(nvram, template);
   const keys = parseEfiKeys(opts.keys ?? "");
@@ -99,6 +104,9 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
     let ebsDone = false;
     let entry64: { address: number; bootParams: number } | undefined;
     let kernelCpuid = 0;
+    /** The kernel's EFI stub took control: started as an image, or entered by the EFI handover protocol. */
+    let linuxImage: LoadedImageInfo | undefined;
+    let stubCaller = 0;
     const cpu: Cpu = createCpu(memoryMiB * 2 ** 20, {
       interrupt: (n) => fw.core.requestStop("cpu-exception", `CPU exception ${n} (${EXC[n] ?? "interrupt"}) at ${cpu.reg64("RIP").toString(16)}`),
       cpuid: () => {
@@ -113,6 +121,8 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
       portOut: (p, s, v) => ports.portOut(p, s, v),
     }, "long");
     const ports = new Machine(cpu, memoryMiB * 2 ** 20, 16, { clock, trace });
+    const accel = new MemmoveAccelerator(cpu);
+    const sha = process.env.BOOTGATE_NO_SHA_ACCEL === "1" ? undefined : new Sha256Accelerator(cpu);   // shim's hashing
     for (const a of ENTRY64_TRAPS) {
       cpu.addCodeHook(a, a, (addr) => {
         const rsi = Number(cpu.reg64("RSI") & 0xffffffffn);
@@ -148,11 +158,37 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
         onImageStart: (img) => {
           chain.push({ stage: "bootloader", what: `started ${img.filePath ?? img.source}${img.linux ? " (Linux kernel, EFI stub)" : ""}`,
             evidence: { sha256: img.sha256, source: img.source, base: img.base.toString(16), size: img.size, loadOptions: img.loadOptions } });
+          if (img.linux) {
+            linuxImage = img;
+            fw.core.requestStop("handoff", `StartImage of the Linux kernel ${img.filePath ?? img.source}: its EFI stub takes over`);
+          }
         },
       });
       fw.storage.onRead.push((lba, data) => tracker.onRead(lba, data));
       fw.core.onCall = ((prev) => (name: string) => {
         prev(name);
+        const rsp = Number(cpu.reg64("RSP"));
+        if (rsp + 8 <= cpu.ram.length) {
+          const caller = Number(cpu.ram.readBigUInt64LE(rsp));
+          const region = () => {
+            const img = fw.images.imageAt(caller);
+            if (img) return { start: img.base, end: img.base + img.size };
+            // Code a loader placed itself (shim loads GRUB with its own PE loader): the allocation holding it.
+            const e = caller > 0 && !fw.core.isFirmware(caller) ? fw.mem.rangeOf(caller) : undefined;
+            return e && e.type !== 7 ? { start: e.start, end: e.start + e.pages * 4096 } : undefined;
+          };
+          accel.noteCaller(caller, region);
+          // The kernel's EFI stub calling the firmware from where a loader put the kernel (GRUB's linuxefi jumps to
+          // the handover entry): the allocation starts with the protected-mode code of a kernel read from disk.
+          if (!stubCaller && tracker.kernels.length && caller > 0 && !fw.core.isFirmware(caller) && !fw.images.imageAt(caller)) {
+            const e = fw.mem.rangeOf(caller);
+            if (e && e.type !== 7 && tracker.kernels.some((k) => k.pmHead?.length === 16 && cpu.ram.subarray(e.start, e.start + 16).equals(k.pmHead))) {
+              stubCaller = caller;
+              fw.core.requestStop("handoff", `the Linux kernel's EFI stub (loaded at ${e.start.toString(16)}) took control through the EFI handover protocol`);
+            }
+          }
+          sha?.noteCaller(caller, region);
+        }
         if (fw.core.calls > maxEvents) fw.core.requestStop("budget-instructions", `${maxEvents} firmware calls without a hand-off`);
         else if ((fw.core.calls & 255) === 0 && performance.now() - t0 > maxWallMs) fw.core.requestStop("budget-time", `wall-time budget of ${maxWallMs} ms used up`);
       })(fw.core.onCall);
@@ -160,7 +196,7 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
       cpu.setReg64("RIP", BigInt(fw.entry));
       const remainingUs = Math.max(1000, Math.round((maxWallMs - (performance.now() - t0)) * 1000));
       const r = cpu.run(0, remainingUs);
-      if (process.env.BOOTGATE_DEBUG_GEN2) console.error(`gen2: run ended after ${Math.round(performance.now() - t0)} ms, ${fw.core.calls} calls, ${ports.portAccesses} port accesses`);
+      if (process.env.BOOTGATE_DEBUG_GEN2) console.error(`gen2: run ended after ${Math.round(performance.now() - t0)} ms, ${fw.core.calls} calls, ${ports.portAccesses} port accesses, accel ${JSON.stringify(accel.stats)}, sha ${JSON.stringify(sha?.stats)}`);
       const core = fw.core;
       efiCalls += core.calls;
       diskReads += fw.storage.reads;
@@ -194,7 +230,7 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
         nvram.reset();
         continue;
       }
-      if (stop.reason === "handoff" && !ebsCaller?.linux) {
+      if (stop.reason === "handoff" && ebsDone && !ebsCaller?.linux) {
         // A loader that exited boot services itself jumps to the kernel next: follow it to the 64-bit entry trap
         // (resuming after a stop requested from a hook is exact), for at most a second.
         core.stopRequest = undefined;
@@ -215,7 +251,9 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
       if (stop.reason === "handoff") {
         // Where a loader may have put boot_params: memory allocated by the guest (not free, not the firmware's own).
         const ranges = fw.mem.entries().filter((e) => e.type !== 7 && !fw.core.isFirmware(e.start) && e.start >= 0x100000);
-        handoff = linuxHandoff(cpu.ram, ranges, tracker, ebsCaller, ebsReturn, entry64);
+        handoff = linuxImage ? linuxHandoff(cpu.ram, ranges, tracker, linuxImage, linuxImage.entry)
+          : stubCaller ? linuxHandoff(cpu.ram, ranges, tracker, undefined, stubCaller)
+            : linuxHandoff(cpu.ram, ranges, tracker, ebsCaller, ebsReturn, entry64);
         if (!handoff) trace.add("note", `ExitBootServices by ${ebsCaller?.filePath ?? "unknown code"}: no Linux boot_params in ${ranges.length} allocated ranges`);
       }
       return finish(fw, cpu, stop, handoff);

@@ -11,7 +11,7 @@ export const GOP_WIDTH = 1024;
 export const GOP_HEIGHT = 768;
 export const FRAMEBUFFER_BYTES = GOP_WIDTH * GOP_HEIGHT * 4;
 /** ReadKeyStroke polls with an empty queue and no other firmware call in between before the run gives up. */
-export const KEY_POLL_GIVE_UP = 200_000;
+export const KEY_POLL_GIVE_UP = 20_000;
 /** Console text kept for reports (everything printed, in order), bounded. */
 const MAX_TRANSCRIPT = 64 * 1024;
 
