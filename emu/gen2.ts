@@ -16,6 +16,7 @@ import { KernelTracker, linuxHandoff, ENTRY64_TRAPS, bootParamsAt } from "./gen2
 import { Gen2Firmware } from "../firmware-stubs/gen2-firmware.ts";
 import type { LoadedImageInfo } from "../firmware-stubs/uefi-image.ts";
 import { parseEfiKeys } from "../firmware-stubs/uefi-console.ts";
+import type { Measurement } from "../firmware-stubs/uefi-tpm.ts";
 import { VariableStore } from "../firmware-stubs/uefi-nvram.ts";
 import { secureBootTemplate, verifyImage, secureBootFinding, type SecureBootMode, type SbVerdict } from "../firmware-stubs/secureboot.ts";
 import { prepareNvram } from "./gen2-nvram.ts";
@@ -23,7 +24,7 @@ import { classifyGen2 } from "./gen2-classify.ts";
 import { cpuidLeaf } from "./gen1-cpuid.ts";
 import { Machine } from "./machine.ts";
 import { MemmoveAccelerator } from "./loop-accel64.ts";
-import { Sha256Accelerator } from "./sha-accel64.ts";
+import { ShaAccelerator } from "./sha-accel64.ts";
 
 export interface Gen2Options {
   /** Firmware calls budget (default 5 000 000). */
@@ -33,6 +34,8 @@ export interface Gen2Options {
   /** VM memory (default 1024 MiB; 256..16384). */
   memoryMiB?: number;
   secureBoot?: SecureBootMode;
+  /** A virtual TPM (default: on with Trusted Launch, off otherwise, as Hyper-V creates VMs). */
+  vtpm?: boolean;
   controller?: "scsi" | "nvme";
   keys?: string;
   /** NVRAM contents to start from (default: empty, like a new VM). */
@@ -67,6 +70,8 @@ export interface Gen2Result {
   filesRead: { volume: number; path: string; bytes: number }[];
   nvramWrites: { name: string; guid: string; attributes: number; bytes: number; status: string }[];
   secureBoot: { mode: SecureBootMode; template: string };
+  /** The virtual TPM's SHA-256 PCRs and measurements of the last power-on (with a vTPM). */
+  tpm?: { pcrs: Record<string, string>; measurements: number; log: Measurement[] };
   trace: { events: TraceEvent[]; stages: TraceEvent[]; window?: { at: string; mode: string; lines: DisasmLine[] }; unsupported: Record<string, number> };
 }
 
@@ -77,6 +82,7 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
   const maxWallMs = opts.maxWallMs ?? 60_000;
   const maxResets = opts.maxResets ?? 3;
   const mode: SecureBootMode = opts.secureBoot ?? "off";
+  const vtpm = opts.vtpm ?? mode === "trusted-launch";
   const template = secureBootTemplate(mode);
   const clock = new VirtualClock();
   const trace = new Trace(() => clock.now / 1000, Math.min(1_000_000, Math.max(16, opts.traceEvents ?? 256)));
@@ -86,7 +92,7 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
   const keys = parseEfiKeys(opts.keys ?? "");
   const findings: Finding[] = [];
   const chain: Gen2ChainEntry[] = [{ stage: "firmware", what: "Hyper-V Gen2 UEFI power-on (mu_msvm model)",
-    evidence: { memoryMiB, controller: opts.controller ?? "scsi", secureBoot: template.name, keySource: template.source } }];
+    evidence: { memoryMiB, controller: opts.controller ?? "scsi", secureBoot: template.name, keySource: template.source, vtpm } }];
   const tracker = new KernelTracker(dev);
   const images: Gen2Image[] = [];
   const verdicts = new Map<string, SbVerdict>();
@@ -122,7 +128,7 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
     }, "long");
     const ports = new Machine(cpu, memoryMiB * 2 ** 20, 16, { clock, trace });
     const accel = new MemmoveAccelerator(cpu);
-    const sha = process.env.BOOTGATE_NO_SHA_ACCEL === "1" ? undefined : new Sha256Accelerator(cpu);   // shim's hashing
+    const sha = process.env.BOOTGATE_NO_SHA_ACCEL === "1" ? undefined : new ShaAccelerator(cpu);   // shim's SHA-256 / SHA-1
     for (const a of ENTRY64_TRAPS) {
       cpu.addCodeHook(a, a, (addr) => {
         const rsi = Number(cpu.reg64("RSI") & 0xffffffffn);
@@ -134,7 +140,7 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
     }
     try {
       fw = new Gen2Firmware(cpu, {
-        dev, layout, controller: opts.controller ?? "scsi", memoryBytes: memoryMiB * 2 ** 20, nvram, keys, clock, trace,
+        dev, layout, controller: opts.controller ?? "scsi", memoryBytes: memoryMiB * 2 ** 20, nvram, keys, clock, trace, vtpm,
         policy: {
           verify: ({ bytes, filePath, source }) => {
             const v = verifyImage(bytes, template);
@@ -228,6 +234,7 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
           return finish(fw, cpu, { reason: "halted", detail: `${resets} resets without reaching an OS` }, undefined);
         }
         nvram.reset();
+        prepareNvram(nvram, template);   // volatile platform variables (SecureBoot, SetupMode...) come back at power-on
         continue;
       }
       if (stop.reason === "handoff" && ebsDone && !ebsCaller?.linux) {
@@ -275,6 +282,8 @@ export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}
       stats: { instructions: -1, events: efiCalls, wallMs: Math.round(performance.now() - t0), diskReads, sectorsRead, efiCalls, resets, virtualMs: Math.round(clock.now / 1e6) },
       readLog, images, filesRead, nvramWrites: nvram.writes.slice(0, 256).map((w) => ({ name: w.name, guid: w.guid, attributes: w.attributes, bytes: w.bytes, status: w.status })),
       secureBoot: { mode, template: template.name },
+      ...(fw.tpm ? { tpm: { pcrs: Object.fromEntries([...fw.tpm.pcrs].sort((a, b) => a[0] - b[0]).map(([k, v]) => [String(k), v.toString("hex")])),
+        measurements: fw.tpm.log.length, log: fw.tpm.log.slice(0, 64) } } : {}),
       trace: { events: trace.lastEvents(), stages: trace.stageEvents(), window: stopWindow(cpu, stop), unsupported },
     };
   }

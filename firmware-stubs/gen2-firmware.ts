@@ -17,6 +17,7 @@ import { FileSystems } from "./uefi-sfs.ts";
 import { RuntimeServices } from "./uefi-runtime.ts";
 import { buildPlatformTables, buildTables, setConsoles, writeConfigTables } from "./uefi-tables.ts";
 import { BootManager } from "./uefi-bootmgr.ts";
+import { VirtualTpm } from "./uefi-tpm.ts";
 import { GUID } from "./uefi-guid.ts";
 import { parseDevicePath, devicePathToText } from "./uefi-devpath.ts";
 import { MAX_LOAD_IMAGE_BYTES } from "./uefi-image.ts";
@@ -40,6 +41,8 @@ export interface Gen2FirmwareOptions {
   nvram: VariableStore;
   policy: ImagePolicy & { lastDenial(): { dbx: boolean } | undefined };
   keys: Key[];
+  /** A virtual TPM (EFI_TCG2_PROTOCOL): Azure Trusted Launch has one; on Hyper-V it is a VM setting. */
+  vtpm: boolean;
   clock: VirtualClock;
   trace: Trace;
   onExitBootServices(c: Call, imageHandle: number): void;
@@ -56,6 +59,7 @@ export class Gen2Firmware {
   readonly sfs: FileSystems;
   readonly rt: RuntimeServices;
   readonly bootmgr: BootManager;
+  readonly tpm?: VirtualTpm;
   readonly systemTable: number;
   readonly entry: number;
   readonly stackTop: number;
@@ -113,6 +117,10 @@ export class Gen2Firmware {
     setConsoles(fw, tables, { inHandle: conHandle, conIn: con.conIn, outHandle: conHandle, conOut: con.conOut });
     fw.onCall = (name) => { con.activity(name); o.clock.advance(NS_PER_EFI_CALL); };
 
+    if (o.vtpm) {
+      this.tpm = new VirtualTpm(fw);
+      fw.install(fw.newHandle(), GUID.TCG2, this.tpm.build());
+    }
     this.storage.build();
     this.sfs.build();
 
