@@ -114,6 +114,8 @@ function fromGen2(r: GenerationResult, g: Gen2Result): GenerationResult {
   r.stats = { ...g.stats };
   if (g.trace.window) r.traceWindow = g.trace.window;
   r.readLog = g.readLog;
+  r.uefi = { images: g.images, filesRead: g.filesRead, nvramWrites: g.nvramWrites, transcript: g.transcript, secureBoot: g.secureBoot,
+    ...(g.tpm ? { tpm: { pcrs: g.tpm.pcrs, measurements: g.tpm.measurements } } : {}) };
   return r;
 }
 

@@ -95,8 +95,9 @@ export function classifyGen2(i: ClassifyInput): { reached: Gen2Stage; verdict: "
         const why = i.layout.partitioning === "mbr" ? " (an MBR disk made for BIOS boot: no EFI System Partition)"
           : i.layout.partitioning === "none" ? " (no partition table)" : " (no FAT partition on the disk)";
         findings.push(finding("GEN2_NO_UEFI_FILESYSTEM", { partitioning: i.layout.partitioning, why }, { partitions: i.layout.partitions.map((p) => ({ index: p.index, type: p.typeName, content: p.content.kind })) }));
-      } else if (def?.outcome === "load-error" && def.status === "EFI_UNSUPPORTED") {
-        findings.push(finding("GEN2_LOADER_NOT_X64", { file: def.file ?? REMOVABLE_PATH, why: "not a PE32+ x64 EFI application" }, { attempt: def }));
+      } else if (def?.outcome === "load-error") {
+        findings.push(finding(def.status === "EFI_UNSUPPORTED" ? "GEN2_LOADER_NOT_X64" : "GEN2_LOADER_INVALID",
+          { file: def.file ?? REMOVABLE_PATH, why: def.why ?? "not a PE32+ x64 EFI application" }, { attempt: def }));
       } else if (def?.outcome === "not-found") {
         const others = otherLoaders(fw);
         findings.push(finding("GEN2_NO_BOOT_LOADER", { path: REMOVABLE_PATH,

@@ -34,6 +34,13 @@ defineFindings([
     explain: "Gen2 VMs run only PE32+ x64 EFI applications; an ia32, ARM64 or BIOS binary at the boot path is skipped.",
   },
   {
+    code: "GEN2_LOADER_INVALID", severity: "error", stage: "firmware",
+    title: "The boot loader file is not a loadable EFI image",
+    message: "{file} cannot be loaded (\"No x64-based UEFI boot loader was found.\"): {why}",
+    remedy: "replace the file with the real loader (Linux: reinstall shim-signed/grub-efi and copy it to \\EFI\\BOOT\\BOOTX64.EFI; Windows: `bcdboot C:\\Windows /s S: /f UEFI`)",
+    explain: "The firmware's LoadImage parses the PE/COFF headers, sections and relocations; a truncated, zeroed or non-PE file at the boot path is skipped like a missing one.",
+  },
+  {
     code: "GEN2_LOADER_RETURNED", severity: "error", stage: "bootloader",
     title: "The boot loader returned to the firmware",
     message: "{file} returned {status} to the firmware (\"The boot loader did not load an operating system.\"){text}",

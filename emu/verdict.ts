@@ -19,6 +19,8 @@ export interface GenerationResult {
   stop?: { reason: string; detail: string; cs?: number; ip?: number };
   /** Disassembled instructions around the stop (debugging aid). */
   traceWindow?: unknown;
+  /** Generation 2: images loaded and their Secure Boot verdicts, ESP files read, NVRAM writes, console transcript, vTPM. */
+  uefi?: { images: unknown[]; filesRead: unknown[]; nvramWrites: unknown[]; transcript: string; secureBoot: { mode: string; template: string }; tpm?: unknown };
   /** The last basic blocks executed (check --trace-blocks N). */
   traceBlocks?: { address: string; size: number }[];
   /** Sectors the boot path read, in order (lba, count). */

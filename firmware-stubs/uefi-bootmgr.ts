@@ -36,6 +36,8 @@ export interface BootAttempt {
   outcome: "not-found" | "no-filesystem" | "load-error" | "denied" | "returned" | "started";
   message: string;
   status?: string;
+  /** Why the image could not be loaded (load-error). */
+  why?: string;
 }
 
 export interface BootManagerHost {
@@ -104,6 +106,7 @@ export class BootManager {
   }
 
   private load(data: Buffer, vol: Volume | undefined, devicePath: Buffer, device: string, option: string, file: string): LoadedImageInfo | undefined {
+    this.images.lastError = undefined;
     const r = this.images.load(data, { parent: this.firmwareImage, source: device, filePath: file, deviceHandle: vol?.handle ?? 0, devicePath });
     if (typeof r !== "bigint") {
       this.record({ device, option, file, outcome: "started", message: `starting ${file}` });
@@ -111,7 +114,7 @@ export class BootManager {
     }
     const denial = this.host.lastDenial();
     if (denial) this.record({ device, option, file, outcome: "denied", message: denial.dbx ? MSG.dbx : MSG.denied, status: statusName(r) });
-    else this.record({ device, option, file, outcome: "load-error", message: r === EFI.UNSUPPORTED ? MSG.noLoader : `${file} could not be loaded`, status: statusName(r) });
+    else this.record({ device, option, file, outcome: "load-error", message: MSG.noLoader, status: statusName(r), why: this.images.lastError });
     return undefined;
   }
 

@@ -55,7 +55,15 @@ export class ImageServices {
   /** Images in load order (reports). */
   loadOrder: LoadedImageInfo[] = [];
 
+  /** Why the last LoadImage failed (the boot manager reports it). */
+  lastError?: string;
+
   constructor(private fw: FirmwareCore, private host: ImageHost, private policy: ImagePolicy) {}
+
+  private failed(what: string, status: bigint, why: string): void {
+    this.lastError = why;
+    this.host.onLoadFailure?.(what, status, why);
+  }
 
   handlers(): Partial<Record<BootService, Handler>> {
     return {
@@ -84,7 +92,7 @@ export class ImageServices {
     } else {
       if (!dp) return EFI.NOT_FOUND;
       const r = this.host.readDevicePath(this.host.devicePathBytes(dp));
-      if ("status" in r) { this.host.onLoadFailure?.("LoadImage", EFI[r.status], r.why); return fw.note(`LoadImage(${r.why})`, EFI[r.status]); }
+      if ("status" in r) { this.failed("LoadImage", EFI[r.status], r.why); return fw.note(`LoadImage(${r.why})`, EFI[r.status]); }
       ({ data, filePath, deviceHandle } = r);
       source = r.deviceText;
     }
@@ -102,19 +110,19 @@ export class ImageServices {
       pe = parsePe(data, o.filePath ?? o.source);
     } catch (e) {
       if (!(e instanceof ImageError)) throw e;
-      this.host.onLoadFailure?.(o.filePath ?? o.source, EFI.LOAD_ERROR, e.message);
+      this.failed(o.filePath ?? o.source, EFI.LOAD_ERROR, e.message);
       return fw.note(`LoadImage(${o.filePath ?? o.source}: ${e.message})`, EFI.LOAD_ERROR);
     }
     const subsystems = [IMAGE_SUBSYSTEM_EFI_APPLICATION, IMAGE_SUBSYSTEM_EFI_BOOT_SERVICE_DRIVER, IMAGE_SUBSYSTEM_EFI_RUNTIME_DRIVER];
     if (pe.machine !== "x64" || !subsystems.includes(pe.subsystem)) {
       const why = pe.machine !== "x64" ? `a ${pe.machine} image cannot run on an x64 VM` : `PE subsystem ${pe.subsystem} is not an EFI image`;
-      this.host.onLoadFailure?.(o.filePath ?? o.source, EFI.UNSUPPORTED, why);
+      this.failed(o.filePath ?? o.source, EFI.UNSUPPORTED, why);
       return fw.note(`LoadImage(${o.filePath ?? o.source}: ${why})`, EFI.UNSUPPORTED);
     }
     const parentName = this.images.get(o.parent)?.filePath;
     const v = this.policy.verify({ bytes: data, source: o.source, filePath: o.filePath, parentName });
     if (!v.allowed) {
-      this.host.onLoadFailure?.(o.filePath ?? o.source, EFI[v.status], "Secure Boot policy");
+      this.failed(o.filePath ?? o.source, EFI[v.status], "Secure Boot policy");
       return fw.note(`LoadImage(${o.filePath ?? o.source}) denied by Secure Boot`, EFI[v.status]);
     }
     const pages = Math.ceil(pe.sizeOfImage / PAGE_SIZE);
@@ -128,7 +136,7 @@ export class ImageServices {
     } catch (e) {
       fw.mem.freePages(a.address, pages, () => false);
       if (!(e instanceof ImageError)) throw e;
-      this.host.onLoadFailure?.(o.filePath ?? o.source, EFI.LOAD_ERROR, e.message);
+      this.failed(o.filePath ?? o.source, EFI.LOAD_ERROR, e.message);
       return fw.note(`LoadImage(${e.message})`, EFI.LOAD_ERROR);
     }
     fw.put(a.address, laid.image);

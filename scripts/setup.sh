@@ -21,4 +21,5 @@ fi
 npm ci --no-audit --no-fund --loglevel=error
 if [ "${1:-}" != "--no-demo" ] && [ -f scripts/build-fixtures-gen1.sh ]; then
   bash scripts/build-fixtures-gen1.sh
+  bash scripts/build-fixtures-gen2.sh
 fi

@@ -11,6 +11,7 @@ import { combinedExitCode, type ImageResult } from "../emu/batch.ts";
 
 type Doc = Record<string, any>;   // eslint-disable-line @typescript-eslint/no-explicit-any
 const fx = (name: string) => path.join(GEN1_DIR, name);
+const GEN2_VHDX = path.join(import.meta.dirname, "../.cache/fixtures/gen2/gen2-shim-removable.vhdx");
 /** A document without its timings, which differ from run to run. */
 const untimed = (d: Doc): Doc => ({ ...d, generations: d.generations.map((g: Doc) => ({ ...g, stats: { ...g.stats, wallMs: 0 } })) });
 
@@ -59,10 +60,11 @@ describe("check A B C", () => {
   });
 
   it("combined exit code: 3 when the worst is inconclusive, 1 when one fails, 0 when all boot", async () => {
-    const gen2 = ["--gen", "2", "--target", "hyperv", "--quiet"];
+    // A shim chain with a budget of one firmware call cannot reach a decision: inconclusive.
+    const gen2 = ["--gen", "2", "--target", "hyperv", "--secure-boot", "uefi-ca", "--max-instructions", "100", "--quiet"];
     const [inconclusive, fails] = await Promise.all([
-      cli(["check", fx("grub-mbr.vhdx"), fx("grub-mbr.vhdx"), ...gen2]),
-      cli(["check", fx("grub-mbr.vhdx"), fx("no-55aa.img"), ...gen2]),     // Hyper-V Gen2 needs a VHDX
+      cli(["check", GEN2_VHDX, GEN2_VHDX, ...gen2]),
+      cli(["check", GEN2_VHDX, fx("no-55aa.img"), ...gen2]),     // Hyper-V Gen2 needs a VHDX
     ]);
     expect(inconclusive.status).toBe(3);
     expect(fails.status).toBe(1);
@@ -74,7 +76,7 @@ describe("check A B C", () => {
   });
 
   it("runs the worker from the TypeScript sources under tsx (no bundle) with the same results, and with --jobs 1", async () => {
-    const args = ["check", fx("no-55aa.img"), empty, fx("grub-mbr.vhdx"), "--gen", "2", "--target", "hyperv", "--json", "-"];
+    const args = ["check", fx("no-55aa.img"), empty, GEN2_VHDX, "--gen", "2", "--target", "hyperv", "--secure-boot", "uefi-ca", "--max-instructions", "100", "--json", "-"];
     const [bundle, sources] = await Promise.all([
       cli([...args, "--jobs", "1"]),
       cli(args, { env: { BOOTGATE_NO_BUNDLE: "1" } }),

@@ -130,13 +130,23 @@ describe("Gen2 boot of real UEFI loaders", () => {
     expect(codes(r)).toEqual(expect.arrayContaining(["GEN2_GRUB_ERROR", "GEN2_WAITING_FOR_KEY"]));
   });
 
-  it("shim's fallback reads BOOTX64.CSV, creates a boot entry and boots it", () => {
-    const r = boot("gen2-fallback.img", "off");
+  it("shim's fallback reads BOOTX64.CSV, creates a boot entry and, with Trusted Launch's vTPM, resets once and boots it", () => {
+    const r = boot("gen2-fallback.img", "trusted-launch");
     expect(r.reached).toBe("kernel");
+    expect(r.stats.resets).toBe(1);
+    expect(codes(r)).toContain("GEN2_RESET");
     expect(r.handoff?.cmdline).toBe(cmdlineOf("gen2-fallback.img"));
+    expect(r.images.map((i) => i.file)).toEqual(expect.arrayContaining(["\\EFI\\BOOT\\BOOTX64.EFI", "\\EFI\\debian\\shimx64.efi"]));
     const written = r.nvramWrites.filter((w) => w.status === "SUCCESS").map((w) => w.name);
     expect(written).toEqual(expect.arrayContaining(["BootOrder"]));
     expect(written.some((n) => /^Boot[0-9A-F]{4}$/.test(n))).toBe(true);
+    expect(r.tpm?.measurements).toBeGreaterThan(0);
+  });
+
+  it("without a TPM the fallback starts the new entry at once (shim's fallback_should_prefer_reset)", () => {
+    const r = boot("gen2-fallback.img", "off");
+    expect(r.reached).toBe("kernel");
+    expect(r.stats.resets).toBe(0);
   });
 
   it("two runs of the same image give the same result (virtual time, no host clock in the verdict)", () => {

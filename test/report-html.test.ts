@@ -11,6 +11,7 @@ import { renderHtmlReport, SECTION_IDS } from "../emu/report-html.ts";
 import type { VerdictDoc } from "../emu/verdict.ts";
 import type { DiskIndex } from "../emu/disk-attribution.ts";
 import { ensureGen1Fixtures, GEN1_DIR } from "./gen1-fixtures.ts";
+import { GEN2_DIR } from "./gen2-fixtures.ts";
 import { ROOT, tmpdir } from "./helpers.ts";
 
 /** Where the README screenshot is written (the lead copies it into the docs). */
@@ -27,9 +28,9 @@ const cspViolations: string[] = [];
 interface Run { doc: VerdictDoc; html: string }
 const runs: Record<string, Run> = {};
 
-async function checkWithHtml(fixture: string): Promise<Run> {
+async function checkWithHtml(fixture: string, args = ["--gen", "1"], fixtureDir = GEN1_DIR): Promise<Run> {
   const html = path.join(dir, fixture + ".html"), json = path.join(dir, fixture + ".json");
-  const code = await main(["check", path.join(GEN1_DIR, fixture), "--gen", "1", "--quiet", "--json", json, "--html", html]);
+  const code = await main(["check", path.join(fixtureDir, fixture), ...args, "--quiet", "--json", json, "--html", html]);
   const doc = JSON.parse(fs.readFileSync(json, "utf8")) as VerdictDoc;
   expect(code).toBe(doc.exitCode);
   return { doc, html: fs.readFileSync(html, "utf8") };
@@ -46,6 +47,9 @@ beforeAll(async () => {
   });
   runs.good = await checkWithHtml("grub-mbr.img");
   runs.bad = await checkWithHtml("grub-wrong-prefix.img");
+  const gen2 = ["--gen", "2", "--secure-boot", "off"];
+  runs.gen2good = await checkWithHtml("gen2-unsigned-grub.img", gen2, GEN2_DIR);
+  runs.gen2bad = await checkWithHtml("gen2-missing-uuid.img", gen2, GEN2_DIR);
   ctx = await launch;
   // The report is served from a fake origin; anything else the page asks for is a leak and is refused.
   await ctx.route("**/*", (route) => {
@@ -217,5 +221,32 @@ describe("check --html in headless Chromium", () => {
   it("made no request besides the report and hit no CSP violation of its own", () => {
     expect(leaks).toEqual([]);
     expect(cspViolations.filter((m) => !m.includes("example.invalid"))).toEqual([]);
+  });
+});
+
+describe("check --html for Generation 2 in headless Chromium", () => {
+  it("a UEFI GRUB boot to root: verdict, chain to root, the kernel read on partition 2, GRUB's console", async () => {
+    const { doc, html } = runs.gen2good;
+    expect(doc.generations[0]).toMatchObject({ generation: 2, verdict: "boots", reached: "root" });
+    const page = await open(html);
+    expect(await page.locator("#verdict .vcard[data-gen='2'] .badge").textContent()).toBe("boots");
+    expect(await page.locator("#chain .step[data-col='kernel']").textContent()).toContain("Linux 6.");
+    expect(await page.locator("#diskmap .part[data-part='p2']").count()).toBe(1);
+    expect(await page.locator("#diskmap table.files").textContent()).toContain("/boot/vmlinuz-6.1.0-56-amd64");
+    expect(await page.locator("#screen .console").textContent()).toContain("Booting `Debian GNU/Linux");
+    expect(leaks).toEqual([]);
+    await page.close();
+  });
+
+  it("a GRUB EFI stuck at its prompt: fails at the bootloader, the prompt on the console, the finding with its remedy", async () => {
+    const { doc, html } = runs.gen2bad;
+    expect(doc.generations[0]).toMatchObject({ verdict: "fails", reached: "bootloader", stop: { reason: "waiting-for-key" } });
+    const page = await open(html);
+    expect(await page.locator("#verdict .vcard[data-gen='2'] .badge").textContent()).toBe("fails");
+    expect(await page.locator("#screen .console").textContent()).toContain("grub>");
+    expect(await page.locator("#findings").textContent()).toContain("GEN2_WAITING_FOR_KEY");
+    expect(await page.locator("#trace").textContent()).toMatch(/[0-9a-f]{6,}/);
+    expect(leaks).toEqual([]);
+    await page.close();
   });
 });

@@ -8,6 +8,7 @@ import { GEN1_DIR } from "./gen1-fixtures.ts";
 import { assertValidBatch, assertValidVerdict, BATCH_SCHEMA_ID, schemaErrors, schemaValidator, VERDICT_SCHEMA_ID } from "./schema-assert.ts";
 
 const fx = (name: string) => path.join(GEN1_DIR, name);
+const GEN2_VHDX = path.join(import.meta.dirname, "../.cache/fixtures/gen2/gen2-shim-removable.vhdx");
 type Doc = Record<string, any>;   // eslint-disable-line @typescript-eslint/no-explicit-any
 const docs: Record<string, { status: number; doc: Doc }> = {};
 
@@ -22,10 +23,10 @@ beforeAll(async () => {
   fs.writeFileSync(empty, Buffer.alloc(0));
   // Independent CLI runs, concurrently (each is a separate process).
   await Promise.all([
-    checkJson("good", [fx("grub-mbr.vhd")]),                                   // Gen1 boots, Gen2 inconclusive
+    checkJson("good", [fx("grub-mbr.vhd")]),                                   // Gen1 boots, Gen2 fails (a BIOS-only MBR disk)
     checkJson("failing", [fx("no-55aa.img"), "--gen", "1"]),                   // Gen1 fails at firmware
     checkJson("unreadable", [empty]),                                          // CONTAINER_UNREADABLE
-    checkJson("gen2", [fx("grub-mbr.vhdx"), "--gen", "2", "--target", "hyperv"]),
+    checkJson("gen2", [GEN2_VHDX, "--gen", "2", "--target", "hyperv", "--secure-boot", "uefi-ca"]),   // shim -> GRUB -> Linux -> root
     checkJson("batch", [fx("zeroed-bootcode.img"), fx("grub-wrong-prefix.img"), path.join(dir, "missing.vhd"),
       "--gen", "1", "--trace-blocks", "8"]),
   ]);
@@ -41,8 +42,9 @@ describe("bootgate.verdict/1 accepts what check --json emits", () => {
   });
   it("a good Gen1 fixture (fixed VHD, GRUB to a Linux root) and its Gen2 run", () => {
     const { status, doc } = docs.good;
-    expect(status).toBe(3);
-    expect(doc.generations.map((g: Doc) => g.verdict)).toEqual(["boots", "inconclusive"]);
+    expect(status).toBe(1);
+    expect(doc.generations.map((g: Doc) => g.verdict)).toEqual(["boots", "fails"]);
+    expect(doc.generations[1].findings.map((f: Doc) => f.code)).toContain("GEN2_NO_UEFI_FILESYSTEM");
     expect(doc.generations[0].traceWindow.lines.length).toBeGreaterThan(0);
     expect(doc.generations[0].handoff).not.toBeNull();
     assertValidVerdict(doc);
@@ -62,7 +64,8 @@ describe("bootgate.verdict/1 accepts what check --json emits", () => {
   });
   it("a Generation 2 run", () => {
     const { status, doc } = docs.gen2;
-    expect(status).toBe(3);
+    expect(status).toBe(0);
+    expect(doc.generations[0]).toMatchObject({ verdict: "boots", reached: "root" });
     expect(doc.generations).toHaveLength(1);
     expect(doc.generations[0].generation).toBe(2);
     assertValidVerdict(doc);
