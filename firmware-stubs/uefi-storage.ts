@@ -105,6 +105,7 @@ export class Storage {
   }
 
   private logRead(lba: number, count: number, data: Buffer): void {
+    this.fw.trace.add("disk", `read ${this.controller === "nvme" ? "NVMe" : "SCSI"} disk LBA ${lba} +${count}`, { lba, count });
     this.reads++;
     this.sectorsRead += count;
     const last = this.readLog[this.readLog.length - 1];
@@ -145,7 +146,7 @@ export class Storage {
     const data = this.fw.bytes(buf, size);
     for (let i = 0; i < count; i++) this.overlay.set(h.startLba + lba + i, Buffer.from(data.subarray(i * ss, (i + 1) * ss)));
     this.writes++;
-    this.fw.trace.add("disk", `guest write of ${count} sectors at LBA ${h.startLba + lba} (kept in the overlay)`);
+    this.fw.trace.add("disk", `write LBA ${h.startLba + lba} +${count} (kept in the overlay)`, { lba: h.startLba + lba, count, write: true });
     return EFI.SUCCESS;
   }
 

@@ -8,14 +8,15 @@ import { NdjsonTrace, TRACE_LINE_KINDS, type TraceLine } from "../emu/trace-ndjs
 import { attribute, indexImage } from "../emu/disk-attribution.ts";
 import type { VerdictDoc } from "../emu/verdict.ts";
 import { ensureGen1Fixtures, GEN1_DIR } from "./gen1-fixtures.ts";
+import { GEN2_DIR } from "./gen2-fixtures.ts";
 import { tmpdir } from "./helpers.ts";
 
 let dir: string;
 const runs: Record<string, { doc: VerdictDoc; lines: TraceLine[]; text: string }> = {};
 
-async function checkWithTrace(fixture: string): Promise<{ doc: VerdictDoc; lines: TraceLine[]; text: string }> {
+async function checkWithTrace(fixture: string, args = ["--gen", "1"], fixtureDir = GEN1_DIR): Promise<{ doc: VerdictDoc; lines: TraceLine[]; text: string }> {
   const trace = path.join(dir, fixture + ".ndjson"), json = path.join(dir, fixture + ".json");
-  const code = await main(["check", path.join(GEN1_DIR, fixture), "--gen", "1", "--quiet", "--json", json, "--trace", trace]);
+  const code = await main(["check", path.join(fixtureDir, fixture), ...args, "--quiet", "--json", json, "--trace", trace]);
   const doc = JSON.parse(fs.readFileSync(json, "utf8")) as VerdictDoc;
   expect(code).toBe(doc.exitCode);
   const text = fs.readFileSync(trace, "utf8");
@@ -27,6 +28,8 @@ beforeAll(async () => {
   dir = tmpdir("bootgate-trace-");
   runs.good = await checkWithTrace("grub-mbr.img");
   runs.bad = await checkWithTrace("no-55aa.img");
+  runs.gen2good = await checkWithTrace("gen2-unsigned-grub.img", ["--gen", "2", "--secure-boot", "off"], GEN2_DIR);
+  runs.gen2bad = await checkWithTrace("gen2-debian-only.img", ["--gen", "2", "--secure-boot", "off"], GEN2_DIR);
 }, 600_000);
 
 afterAll(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); });
@@ -107,5 +110,29 @@ describe("check --trace NDJSON", () => {
     const last = lines[lines.length - 1];
     expect(last).toMatchObject({ kind: "note", what: "truncated", data: { maxBytes: 8192 } });
     expect((last.data!.droppedEvents as number) + lines.length - 2).toBe(100_000);   // minus header and truncated lines
+  });
+});
+
+describe("check --trace for Generation 2", () => {
+  it("a UEFI GRUB boot: firmware calls as efi lines, every BlockIo read as a disk line naming the kernel's file, in virtual time", () => {
+    const { doc, lines } = runs.gen2good;
+    const g = doc.generations[0];
+    expect(g).toMatchObject({ generation: 2, verdict: "boots" });
+    const body = lines.slice(1);
+    for (const l of body) expect(TRACE_LINE_KINDS).toContain(l.kind);
+    expect(body.every((l) => l.gen === 2)).toBe(true);
+    expect(body.some((l) => l.kind === "efi" && /LoadImage/.test(l.what))).toBe(true);
+    const disk = body.filter((l) => l.kind === "disk");
+    expect(disk.length).toBe(g.stats.diskReads);
+    expect(disk.reduce((s, l) => s + (l.data as { count: number }).count, 0)).toBe(g.stats.sectorsRead);
+    expect(JSON.stringify(disk)).toContain("/boot/vmlinuz-6.1.0-56-amd64");
+    expect(lines[lines.length - 1]).toMatchObject({ kind: "stage", what: "stopped: handoff" });
+  });
+
+  it("a disk whose loader is only under \\EFI\\debian: the boot manager's attempts, then the stop", () => {
+    const { doc, lines } = runs.gen2bad;
+    expect(doc.generations[0]).toMatchObject({ verdict: "fails", reached: "firmware" });
+    expect(lines.some((l) => l.kind === "stage" && /No x64-based UEFI boot loader was found/.test(l.what))).toBe(true);
+    expect(lines[lines.length - 1]).toMatchObject({ kind: "stage", what: "stopped: no-boot-device" });
   });
 });
