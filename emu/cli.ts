@@ -14,7 +14,7 @@ import { EXIT } from "./verdict.ts";
 import { VERSION } from "./version.ts";
 import { runDemo } from "./demo.ts";
 import { loadDisassembler } from "./disasm.ts";
-import { formatCheck, formatInspect, inspectDoc } from "./report-text.ts";
+import { formatCheck, formatInspect, inspectDoc, terminalPaint } from "./report-text.ts";
 import { writeHtmlReport } from "./report-html.ts";
 import { openTrace } from "./trace-ndjson.ts";
 import { toJunit } from "./junit.ts";
@@ -162,7 +162,7 @@ function build(setExit: (c: number) => void): Command {
       }
       if (o.json) writeJson(o.json, doc);
       if (o.html) writeHtmlReport(o.html, doc, { format: o.format, allowDirs: o.allowDir }, tracer?.index);
-      if (!o.quiet && o.json !== "-") writeOut(formatCheck(doc));
+      if (!o.quiet && o.json !== "-") writeOut(formatCheck(doc, terminalPaint(process.stdout)));
       if (o.junit) fs.writeFileSync(o.junit, toJunit([doc]));
       emitAnnotations([doc], o.json === "-", writeOut);
       setExit(doc.exitCode);

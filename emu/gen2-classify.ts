@@ -59,6 +59,10 @@ export function classifyGen2(i: ClassifyInput): { reached: Gen2Stage; verdict: "
       services: unsupported.slice(0, 8).map(([k, n]) => `${k} (${n})`).join(", ") }, { services: Object.fromEntries(unsupported) }));
   }
   for (const a of fw.bootmgr.attempts) {
+    if (a.outcome !== "started") {
+      chain.push({ stage: a.outcome === "returned" ? "bootloader" : "firmware", what: `boot manager, ${a.device}${a.file ? ` (${a.file})` : ""}: ${a.message}`,
+        evidence: { option: a.option, outcome: a.outcome, ...(a.status ? { status: a.status } : {}), ...(a.why ? { why: a.why } : {}) } });
+    }
     if (a.option.startsWith("Boot") && a.outcome !== "started" && a.outcome !== "returned") {
       findings.push(finding("GEN2_BOOT_ENTRY_NOT_FOUND", { option: a.device, message: a.message }, { ...a }));
     }

@@ -29,11 +29,25 @@ export function human(bytes: number): string {
   return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
 }
 
-function findingLines(fs: Finding[], indent = "  "): string[] {
+/** ANSI colours for a terminal (check's summary on a TTY without NO_COLOR); identity otherwise. */
+export interface Paint { verdict(v: string, text: string): string; severity(s: string, text: string): string; dim(text: string): string }
+const PLAIN: Paint = { verdict: (_v, t) => t, severity: (_s, t) => t, dim: (t) => t };
+export const ANSI: Paint = {
+  verdict: (v, t) => `\x1b[1;${v === "boots" ? 32 : v === "fails" ? 31 : 33}m${t}\x1b[0m`,
+  severity: (s, t) => (s === "error" ? `\x1b[31m${t}\x1b[0m` : s === "warning" ? `\x1b[33m${t}\x1b[0m` : `\x1b[2m${t}\x1b[0m`),
+  dim: (t) => `\x1b[2m${t}\x1b[0m`,
+};
+/** Colour when writing to a terminal that wants it (https://no-color.org). */
+export function terminalPaint(stream: { isTTY?: boolean }): Paint {
+  return stream.isTTY && !process.env.NO_COLOR && process.env.TERM !== "dumb" ? ANSI : PLAIN;
+}
+
+function findingLines(fs: Finding[], indent = "  ", paint: Paint = PLAIN): string[] {
   const out: string[] = [];
   for (const f of fs) {
-    out.push(`${indent}${f.severity.toUpperCase().padEnd(7)} ${f.code}: ${f.message}`);
-    if (f.remedy) out.push(`${indent}        fix: ${f.remedy}`);
+    out.push(`${indent}${paint.severity(f.severity, f.severity.toUpperCase().padEnd(7))} ${f.code}: ${f.message}`);
+    // The summary stays short: remedies for what needs fixing; info findings are one line.
+    if (f.remedy && f.severity !== "info") out.push(`${indent}        ${paint.dim("fix:")} ${f.remedy}`);
   }
   return out;
 }
@@ -60,16 +74,16 @@ export function formatInspect(d: InspectDoc): string {
   return L.join("\n") + "\n";
 }
 
-export function formatCheck(doc: VerdictDoc): string {
+export function formatCheck(doc: VerdictDoc, paint: Paint = PLAIN): string {
   const L: string[] = [];
   const im = doc.image;
   L.push(`${path.basename(im.path)}: ${im.format}${im.subformat ? ` (${im.subformat})` : ""}, ${human(im.virtualSize)}, ${im.partitioning} partitioning, target ${doc.target}`);
-  if (doc.imageFindings.length) { L.push("  image:"); L.push(...findingLines(doc.imageFindings, "    ")); }
+  if (doc.imageFindings.length) { L.push("  image:"); L.push(...findingLines(doc.imageFindings, "    ", paint)); }
   for (const g of doc.generations) {
-    L.push(`  Generation ${g.generation}: ${g.verdict.toUpperCase()} (reached ${g.reached})`);
+    L.push(`  Generation ${g.generation}: ${paint.verdict(g.verdict, g.verdict.toUpperCase())} (reached ${g.reached})`);
     for (const s of g.chain) L.push(`    - ${s.stage}: ${s.what}`);
     const shown = g.findings.filter((f) => !doc.imageFindings.includes(f));
-    L.push(...findingLines(shown, "    "));
+    L.push(...findingLines(shown, "    ", paint));
   }
   return L.join("\n") + "\n";
 }
