@@ -76,6 +76,33 @@ const CR0_MP_NE = 0x22;
 const CR4_OSFXSR_OSXMMEXCPT = 0x600;
 
 const PAGE = 4096;
+const HUGE = 2 * 1024 * 1024;
+/** madvise(2) MADV_HUGEPAGE (asm-generic/mman-common.h). */
+const MADV_HUGEPAGE = 14;
+let madvise: ((addr: bigint, len: number, advice: number) => number) | null | undefined;
+
+/**
+ * Ask Linux for transparent huge pages on guest RAM. The first touch of every 4 KiB page of a fresh mapping costs
+ * tens of µs on the VMs this runs on (boot loaders touch tens of MiB: GRUB's heap, the kernel and initrd); with
+ * 2 MiB pages touching 64 MiB went from 343 ms to 24 ms here. Best effort: no libc or THP "never" changes nothing.
+ */
+function adviseHugePages(buf: Buffer): void {
+  if (madvise === undefined) {
+    try {
+      const k = unicorn().koffi;
+      const libc = k.load("libc.so.6");
+      const fn = libc.func("int madvise(void *addr, size_t len, int advice)") as (a: bigint, l: number, adv: number) => number;
+      madvise = fn;
+    } catch { madvise = null; }
+  }
+  if (!madvise || buf.length < 2 * HUGE) return;
+  try {
+    const p = BigInt(unicorn().koffi.address(buf) as bigint);
+    const start = (p + BigInt(HUGE - 1)) & ~BigInt(HUGE - 1);
+    const len = Math.floor((buf.length - Number(start - p)) / HUGE) * HUGE;
+    if (len > 0) madvise(start, len, MADV_HUGEPAGE);
+  } catch { /* keep 4 KiB pages */ }
+}
 
 class UnicornCpu implements Cpu {
   readonly ram: Buffer;
@@ -99,6 +126,7 @@ class UnicornCpu implements Cpu {
     this.uc = out[0];
     const size = Math.ceil(ramBytes / PAGE) * PAGE;
     this.ram = Buffer.alloc(size);
+    adviseHugePages(this.ram);
     check(this.a, "uc_mem_map_ptr", this.a.uc_mem_map_ptr(this.uc, 0, size, UC_PROT_ALL, this.ram));
     if (mode === "long") {
       // Unicorn's 64-bit engine starts in long mode without paging: memory is flat and identity mapped.
