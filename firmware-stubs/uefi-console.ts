@@ -12,6 +12,9 @@ export const GOP_HEIGHT = 768;
 export const FRAMEBUFFER_BYTES = GOP_WIDTH * GOP_HEIGHT * 4;
 /** ReadKeyStroke polls with an empty queue and no other firmware call in between before the run gives up. */
 export const KEY_POLL_GIVE_UP = 20_000;
+/** The same with a known prompt at the cursor: GRUB's own countdowns poll far fewer times between redraws. */
+export const KEY_POLL_AT_PROMPT = 2_000;
+const PROMPTS = /(grub>|grub rescue>|press any key[^\n]*|shell>)\s*$/i;
 /** Console text kept for reports (everything printed, in order), bounded. */
 const MAX_TRANSCRIPT = 64 * 1024;
 
@@ -87,7 +90,9 @@ export class Console {
       if (!k) {
         this.emptyPolls++;
         fw.clock.advance(1_000_000);
-        if (this.emptyPolls >= KEY_POLL_GIVE_UP) fw.requestStop("waiting-for-key", `the loader polled the keyboard ${KEY_POLL_GIVE_UP} times in a row with nothing else to do`);
+        // A prompt on the screen's last line (GRUB's "grub>"/"grub rescue>", "Press any key") settles it sooner.
+        const limit = this.atPrompt() ? KEY_POLL_AT_PROMPT : KEY_POLL_GIVE_UP;
+        if (this.emptyPolls >= limit) fw.requestStop("waiting-for-key", `the loader polled the keyboard ${limit} times in a row with nothing else to do`);
         return EFI.NOT_READY;
       }
       fw.w16(out, k.scan); fw.w16(out + 2, k.char);
@@ -175,6 +180,10 @@ export class Console {
   }
 
   keyAvailable(): boolean { return this.keys.length > 0; }
+
+  private atPrompt(): boolean {
+    return PROMPTS.test(this.grid[this.row].join("").slice(0, Math.max(this.col, 1)));
+  }
 
   /** Any firmware call other than a key poll means the loader is doing something. */
   activity(name: string): void {

@@ -13,7 +13,7 @@ import type { SecureBootMode } from "../firmware-stubs/secureboot.ts";
 const ROOT = path.resolve(import.meta.dirname, "..");
 const DIR = path.join(ROOT, ".cache/fixtures/gen2");
 const CASES: { file: string; sb: SecureBootMode; what: string }[] = [
-  { file: "gen2-shim-removable.img", sb: "off", what: "shim 15.8 -> GRUB 2.06 -> Linux 6.1, Secure Boot off" },
+  { file: "gen2-shim-removable.img", sb: "off", what: "shim 16.1 -> GRUB 2.06 -> Linux 6.1, Secure Boot off" },
   { file: "gen2-shim-removable.img", sb: "uefi-ca", what: "same, UEFI CA template (shim verifies GRUB and the kernel)" },
   { file: "gen2-unsigned-grub.img", sb: "off", what: "grub-mkimage BOOTX64.EFI -> Linux" },
   { file: "gen2-fallback.img", sb: "trusted-launch", what: "fallback: BOOTX64.CSV, boot entry, reset, boot (vTPM)" },
