@@ -167,4 +167,13 @@ describe("Gen2 boot of real UEFI loaders", () => {
     expect(hv.generations[0].reached).toBe("firmware");
     expect(hv.generations[0].findings.map((f) => f.code)).toContain("SECUREBOOT_DENIED");
   });
+
+  it("the disk on Azure's NVMe controller: the firmware boots it, and the Linux stage wants the nvme driver this initramfs lacks", () => {
+    const doc = checkImage(gen2Path("gen2-unsigned-grub.img"), { gens: [2], target: "azure", secureBoot: "off", controller: "nvme" });
+    const g = doc.generations[0];
+    expect(g.verdict).toBe("fails");
+    expect(g.reached).toBe("kernel");
+    expect(g.findings.map((f) => f.code)).toContain("LINUX_NVME_DRIVER_MISSING");
+    expect(JSON.stringify(g.chain[0].evidence)).toContain("nvme");
+  });
 });
