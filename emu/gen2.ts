@@ -23,6 +23,7 @@ import { prepareNvram } from "./gen2-nvram.ts";
 import { classifyGen2 } from "./gen2-classify.ts";
 import { cpuidLeaf } from "./gen1-cpuid.ts";
 import { Machine } from "./machine.ts";
+import { GEN2_DEFAULT_MAX_EVENTS, GEN2_DEFAULT_MAX_WALL_MS, GEN2_MAX_RESETS, GEN2_RAM_MIB_MAX, GEN2_RAM_MIB_MIN, GUEST_RAM_MIB_DEFAULT } from "../images/limits.ts";
 import { MemmoveAccelerator } from "./loop-accel64.ts";
 import { ShaAccelerator } from "./sha-accel64.ts";
 
@@ -77,10 +78,10 @@ export interface Gen2Result {
 
 export function runGen2(dev: BlockDevice, layout: Layout, opts: Gen2Options = {}): Gen2Result {
   const t0 = performance.now();
-  const memoryMiB = Math.min(16384, Math.max(256, Math.floor(opts.memoryMiB ?? 1024)));
-  const maxEvents = opts.maxEvents ?? 5_000_000;
-  const maxWallMs = opts.maxWallMs ?? 60_000;
-  const maxResets = opts.maxResets ?? 3;
+  const memoryMiB = Math.min(GEN2_RAM_MIB_MAX, Math.max(GEN2_RAM_MIB_MIN, Math.floor(opts.memoryMiB ?? GUEST_RAM_MIB_DEFAULT)));
+  const maxEvents = opts.maxEvents ?? GEN2_DEFAULT_MAX_EVENTS;
+  const maxWallMs = opts.maxWallMs ?? GEN2_DEFAULT_MAX_WALL_MS;
+  const maxResets = opts.maxResets ?? GEN2_MAX_RESETS;
   const mode: SecureBootMode = opts.secureBoot ?? "off";
   const vtpm = opts.vtpm ?? mode === "trusted-launch";
   const template = secureBootTemplate(mode);

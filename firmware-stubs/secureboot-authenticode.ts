@@ -6,10 +6,11 @@ import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { ImageError, corrupt, unsupported, overLimit } from "../images/errors.ts";
 import { parseX509, type HashAlg, type X509Cert } from "./secureboot-certs.ts";
+import { SB_MAX_PKCS7_CERTS, SB_MAX_CHAIN_DEPTH } from "../images/limits.ts";
 
 /** Certificates we accept in one SignedData (real loaders carry 1-3), and chain depth we walk. */
-export const MAX_PKCS7_CERTS = 32;
-export const MAX_CHAIN_DEPTH = 8;
+export const MAX_PKCS7_CERTS = SB_MAX_PKCS7_CERTS;
+export const MAX_CHAIN_DEPTH = SB_MAX_CHAIN_DEPTH;
 
 /** OIDs: Authenticode ("SPC_INDIRECT_DATA_OBJID"), PKCS#7 / PKCS#9 (RFC 2315, RFC 2985), NIST hashes (RFC 5754). */
 const OID_SIGNED_DATA = "1.2.840.113549.1.7.2";

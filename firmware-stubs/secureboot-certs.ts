@@ -20,16 +20,17 @@ import { createHash } from "node:crypto";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { ImageError, corrupt, truncated, unsupported, overLimit, hex } from "../images/errors.ts";
+import { SB_MAX_VARSTORE_BYTES, SB_MAX_VARSTORE_VARIABLES, SB_MAX_VARIABLE_NAME_BYTES, SB_MAX_SIGNATURE_ENTRIES, SB_MAX_SIGNATURE_LISTS } from "../images/limits.ts";
 
 /** Where Debian's `ovmf` package puts the varstores with Microsoft's keys enrolled (4 MiB layout first). */
 export const OVMF_MS_VARSTORES = ["/usr/share/OVMF/OVMF_VARS_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd"];
 
 /** Bounds: OVMF varstores are 128 KiB / 528 KiB; a full Microsoft dbx is ~430 hashes in ~15 KiB. */
-export const MAX_VARSTORE_BYTES = 64 * 1024 * 1024;
-export const MAX_VARSTORE_VARIABLES = 16384;
-export const MAX_VARIABLE_NAME_BYTES = 1024;
-export const MAX_SIGNATURE_ENTRIES = 65536;
-export const MAX_SIGNATURE_LISTS = 4096;
+export const MAX_VARSTORE_BYTES = SB_MAX_VARSTORE_BYTES;
+export const MAX_VARSTORE_VARIABLES = SB_MAX_VARSTORE_VARIABLES;
+export const MAX_VARIABLE_NAME_BYTES = SB_MAX_VARIABLE_NAME_BYTES;
+export const MAX_SIGNATURE_ENTRIES = SB_MAX_SIGNATURE_ENTRIES;
+export const MAX_SIGNATURE_LISTS = SB_MAX_SIGNATURE_LISTS;
 
 /** GUIDs in their registry (text) form. */
 export const EFI_SYSTEM_NV_DATA_FV_GUID = "fff12b8d-7696-4c8b-a985-2747075b4f50";      // MdeModulePkg SystemNvDataGuid.h

@@ -6,13 +6,14 @@ import { Call, FirmwareCore, GuestFault, type Handler } from "./uefi-core.ts";
 import { EFI, EVT, LocateSearch, MEMORY_DESCRIPTOR_SIZE, MEMORY_DESCRIPTOR_VERSION, OPEN_PROTOCOL, PAGE_SIZE,
   TimerDelay, TPL, EFI_MEMORY_RUNTIME, EFI_MEMORY_WB, MemType, type BootService } from "./uefi-layout.ts";
 import { GUID } from "./uefi-guid.ts";
+import { UEFI_MAX_VARIADIC_PAIRS, UEFI_MAX_DEVICE_PATH_BYTES } from "../images/limits.ts";
 
 /** Virtual cost of one firmware call (entry, work, return). */
 export const NS_PER_EFI_CALL = 2_000;
 /** A WaitForEvent on key events alone (nothing else can signal) ends the run after this much virtual time. */
 export const KEY_WAIT_GIVE_UP_NS = 60e9;
-const MAX_VARIADIC_PAIRS = 32;
-const MAX_DEVICE_PATH = 4096;
+const MAX_VARIADIC_PAIRS = UEFI_MAX_VARIADIC_PAIRS;
+const MAX_DEVICE_PATH = UEFI_MAX_DEVICE_PATH_BYTES;
 
 interface EfiEvent {
   type: number;

@@ -13,6 +13,7 @@ import { devicePathToText, parseDevicePath, serializeDevicePath, matchShortForm,
   type DevNode } from "./uefi-devpath.ts";
 import { ImageError } from "../images/errors.ts";
 import { MAX_LOAD_IMAGE_BYTES } from "./uefi-image.ts";
+import { UEFI_MAX_BOOT_OPTIONS } from "../images/limits.ts";
 
 export const REMOVABLE_PATH = "\\EFI\\BOOT\\BOOTX64.EFI";
 /** The Hyper-V boot failure lines (HYPERV.md), reproduced verbatim on the console as evidence. */
@@ -26,7 +27,7 @@ export const MSG = {
   none: "No operating system was loaded. Your virtual machine may be configured incorrectly. Exit and re-configure your VM or click restart to retry the current boot sequence again.",
 } as const;
 const LOAD_OPTION_ACTIVE = 1;
-const MAX_BOOT_OPTIONS = 64;
+const MAX_BOOT_OPTIONS = UEFI_MAX_BOOT_OPTIONS;
 
 export interface BootAttempt {
   device: string;

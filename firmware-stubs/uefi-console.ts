@@ -4,6 +4,7 @@
 // synthetic video at its default resolution.
 import { Call, FirmwareCore } from "./uefi-core.ts";
 import { EFI, GOP_INFO, GOP_MODE, PIXEL_BGRX, PROTOCOL_MEMBERS, TEXT_MODE } from "./uefi-layout.ts";
+import { UEFI_KEY_POLL_GIVE_UP, UEFI_KEY_POLL_AT_PROMPT, UEFI_MAX_TRANSCRIPT_CHARS } from "../images/limits.ts";
 
 export const COLS = 80;
 export const ROWS = 25;
@@ -11,12 +12,12 @@ export const GOP_WIDTH = 1024;
 export const GOP_HEIGHT = 768;
 export const FRAMEBUFFER_BYTES = GOP_WIDTH * GOP_HEIGHT * 4;
 /** ReadKeyStroke polls with an empty queue and no other firmware call in between before the run gives up. */
-export const KEY_POLL_GIVE_UP = 20_000;
+export const KEY_POLL_GIVE_UP = UEFI_KEY_POLL_GIVE_UP;
 /** The same with a known prompt at the cursor: GRUB's own countdowns poll far fewer times between redraws. */
-export const KEY_POLL_AT_PROMPT = 2_000;
+export const KEY_POLL_AT_PROMPT = UEFI_KEY_POLL_AT_PROMPT;
 const PROMPTS = /(grub>|grub rescue>|press any key[^\n]*|shell>)\s*$/i;
 /** Console text kept for reports (everything printed, in order), bounded. */
-const MAX_TRANSCRIPT = 64 * 1024;
+const MAX_TRANSCRIPT = UEFI_MAX_TRANSCRIPT_CHARS;
 
 export interface Key { scan: number; char: number }
 

@@ -3,6 +3,7 @@
 // MdePkg/Library/UefiDevicePathLib/DevicePathToText.c, Hyper-V nodes from mu_msvm MsvmPkg/VmbusDxe).
 import { ImageError, hex } from "../images/errors.ts";
 import { GUID, guidFromBytes, guidToBytes } from "./uefi-guid.ts";
+import { UEFI_MAX_DEVPATH_BYTES, UEFI_MAX_DEVPATH_NODES } from "../images/limits.ts";
 
 /** One device path node: `data` is the bytes after the 4-byte header (Type, SubType, Length[2]). */
 export interface DevNode { type: number; subType: number; data: Buffer }
@@ -31,8 +32,8 @@ export const SIGNATURE_TYPE_MBR = 0x01, SIGNATURE_TYPE_GUID = 0x02;
 const HD_DATA_BYTES = 38;
 
 /** Bounds on untrusted device paths: bytes before the End node must appear, and nodes in one path. */
-export const MAX_DEVPATH_BYTES = 4096;
-export const MAX_DEVPATH_NODES = 256;
+export const MAX_DEVPATH_BYTES = UEFI_MAX_DEVPATH_BYTES;
+export const MAX_DEVPATH_NODES = UEFI_MAX_DEVPATH_NODES;
 
 const bad = (kind: "corrupt" | "truncated" | "limit", msg: string) => new ImageError("E_DEVPATH_MALFORMED", kind, msg);
 

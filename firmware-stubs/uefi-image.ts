@@ -9,9 +9,10 @@ import { GUID } from "./uefi-guid.ts";
 import { loadPe, parsePe, IMAGE_SUBSYSTEM_EFI_APPLICATION, IMAGE_SUBSYSTEM_EFI_BOOT_SERVICE_DRIVER,
   IMAGE_SUBSYSTEM_EFI_RUNTIME_DRIVER, type PeInfo } from "./pe.ts";
 import { ImageError } from "../images/errors.ts";
+import { UEFI_MAX_LOAD_IMAGE_BYTES } from "../images/limits.ts";
 
 /** Largest image LoadImage accepts (a kernel with an appended initramfs is tens of MiB). */
-export const MAX_LOAD_IMAGE_BYTES = 128 * 1024 * 1024;
+export const MAX_LOAD_IMAGE_BYTES = UEFI_MAX_LOAD_IMAGE_BYTES;
 
 export interface LoadedImageInfo {
   handle: number;

@@ -2,15 +2,16 @@
 // GetMemoryMap, AllocatePool, FreePool). Allocation is top-down below the firmware's own region, as EDK2's
 // CoreAllocatePages does; every change bumps the map key that ExitBootServices checks.
 import { AllocateType, MemType, PAGE_SIZE } from "./uefi-layout.ts";
+import { UEFI_MAX_MAP_ENTRIES, UEFI_MAX_POOL_ALLOCATIONS } from "../images/limits.ts";
 
 export interface MemRange { start: number; pages: number; type: number }
 
 export type AllocResult = { ok: true; address: number } | { ok: false; status: "OUT_OF_RESOURCES" | "NOT_FOUND" | "INVALID_PARAMETER" };
 
 /** At most this many descriptors: a guest that fragments memory further gets OUT_OF_RESOURCES. */
-export const MAX_MAP_ENTRIES = 16_384;
+export const MAX_MAP_ENTRIES = UEFI_MAX_MAP_ENTRIES;
 /** Pool allocations tracked at once (each is whole pages here). */
-export const MAX_POOL_ALLOCATIONS = 200_000;
+export const MAX_POOL_ALLOCATIONS = UEFI_MAX_POOL_ALLOCATIONS;
 
 const ALLOCATABLE = new Set<number>([MemType.LoaderCode, MemType.LoaderData, MemType.BootServicesCode,
   MemType.BootServicesData, MemType.RuntimeServicesCode, MemType.RuntimeServicesData, MemType.AcpiReclaim,

@@ -4,6 +4,7 @@ import { ImageError } from "../images/errors.ts";
 import { defineFindings, finding, type Finding } from "../emu/findings.ts";
 import { GUID, isGuidText, normGuid } from "./uefi-guid.ts";
 import { parseDevicePath, serializeDevicePath, devicePathSize, type DevNode } from "./uefi-devpath.ts";
+import { NVRAM_MAX_VARIABLE_BYTES, NVRAM_MAX_STORE_BYTES, NVRAM_MAX_VARIABLES, NVRAM_MAX_NAME_CHARS, NVRAM_MAX_WRITE_LOG, UEFI_MAX_LOAD_OPTION_PATHS } from "../images/limits.ts";
 
 defineFindings([
   { code: "NVRAM_AUTHENTICATED_WRITE_REFUSED", severity: "info", stage: "firmware",
@@ -28,13 +29,13 @@ const NV = ATTR.NON_VOLATILE, BS = ATTR.BOOTSERVICE_ACCESS, RT = ATTR.RUNTIME_AC
 const AW = ATTR.AUTHENTICATED_WRITE_ACCESS, TBA = ATTR.TIME_BASED_AUTHENTICATED_WRITE_ACCESS, APPEND = ATTR.APPEND_WRITE;
 
 /** Store limits: one variable (name with NUL in UTF-16 + data), the whole store, and the variable count. */
-export const MAX_VARIABLE_BYTES = 64 * 1024;
-export const MAX_STORE_BYTES = 1024 * 1024;
-export const MAX_VARIABLES = 1024;
+export const MAX_VARIABLE_BYTES = NVRAM_MAX_VARIABLE_BYTES;
+export const MAX_STORE_BYTES = NVRAM_MAX_STORE_BYTES;
+export const MAX_VARIABLES = NVRAM_MAX_VARIABLES;
 /** Longest variable name we accept, in characters (the runtime reads names bounded the same way). */
-export const MAX_NAME_CHARS = 1024;
+export const MAX_NAME_CHARS = NVRAM_MAX_NAME_CHARS;
 /** Entries kept in the write log (a guest looping on SetVariable must not grow it without bound). */
-export const MAX_WRITE_LOG = 4096;
+export const MAX_WRITE_LOG = NVRAM_MAX_WRITE_LOG;
 
 export interface Variable { name: string; guid: string; attributes: number; data: Buffer }
 export interface WriteRecord { name: string; guid: string; attributes: number; bytes: number; status: Status; data?: Buffer }
@@ -251,7 +252,7 @@ export const LOAD_OPTION = {
   ACTIVE: 0x1, FORCE_RECONNECT: 0x2, HIDDEN: 0x8, CATEGORY: 0x1f00, CATEGORY_BOOT: 0x0, CATEGORY_APP: 0x100,
 } as const;
 /** Device paths we read from one FilePathList beyond the first. */
-export const MAX_LOAD_OPTION_PATHS = 16;
+export const MAX_LOAD_OPTION_PATHS = UEFI_MAX_LOAD_OPTION_PATHS;
 
 export interface LoadOption {
   attributes: number;

@@ -6,9 +6,10 @@ import { EFI, RESET_TYPES, type RuntimeService } from "./uefi-layout.ts";
 import type { Handler } from "./uefi-core.ts";
 import { guidBytes } from "./uefi-boot-services.ts";
 import type { VariableStore } from "./uefi-nvram.ts";
+import { NVRAM_MAX_NAME_CHARS } from "../images/limits.ts";
 
 /** Largest variable name the firmware reads (characters). */
-const MAX_NAME_CHARS = 1024;
+const MAX_NAME_CHARS = NVRAM_MAX_NAME_CHARS;
 
 export interface ResetRequest { type: string; status: bigint; data?: string }
 

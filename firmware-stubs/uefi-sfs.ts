@@ -8,9 +8,10 @@ import { Call, FirmwareCore } from "./uefi-core.ts";
 import { EFI, EFI_FILE_DIRECTORY, EFI_FILE_MODE_CREATE, FILE_INFO, FS_INFO, PROTOCOL_MEMBERS } from "./uefi-layout.ts";
 import { GUID } from "./uefi-guid.ts";
 import type { Storage } from "./uefi-storage.ts";
+import { UEFI_MAX_OPEN_FILES } from "../images/limits.ts";
 
 /** Open files at once (a loader that leaks handles gets EFI_OUT_OF_RESOURCES). */
-export const MAX_OPEN_FILES = 4096;
+export const MAX_OPEN_FILES = UEFI_MAX_OPEN_FILES;
 const FAT_KINDS = new Set(["fat12", "fat16", "fat32"]);
 
 interface OpenFile {

@@ -8,11 +8,12 @@ import { Call, FirmwareCore } from "./uefi-core.ts";
 import { BLOCK_IO_REVISION3, BLOCK_MEDIA, EFI, PROTOCOL_MEMBERS } from "./uefi-layout.ts";
 import { GUID } from "./uefi-guid.ts";
 import { devicePathToText, hdGpt, hdMbr, hyperVScsiDisk, nvme, serializeDevicePath, vmbusRoot, type DevNode } from "./uefi-devpath.ts";
+import { UEFI_MAX_TRANSFER_BYTES, UEFI_MAX_OVERLAY_SECTORS } from "../images/limits.ts";
 
 /** Largest single ReadBlocks/ReadDisk transfer (GRUB reads kernels in pieces of at most a few MiB). */
-export const MAX_TRANSFER_BYTES = 64 * 1024 * 1024;
+export const MAX_TRANSFER_BYTES = UEFI_MAX_TRANSFER_BYTES;
 /** Overlay sectors kept for guest writes before WriteBlocks fails with EFI_OUT_OF_RESOURCES. */
-export const MAX_OVERLAY_SECTORS = 65_536;
+export const MAX_OVERLAY_SECTORS = UEFI_MAX_OVERLAY_SECTORS;
 /** The SCSI controller's VMBus instance GUID (fixed: runs are deterministic). */
 export const SCSI_INSTANCE_GUID = "7bd9f68b-0e13-4c1d-9e8b-b3d5b2a7c001";
 

@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { FirmwareCore } from "./uefi-core.ts";
 import { EFI } from "./uefi-layout.ts";
+import { TPM_MAX_MEASURED_BYTES } from "../images/limits.ts";
 
 const MEMBERS = ["GetCapability", "GetEventLog", "HashLogExtendEvent", "SubmitCommand", "GetActivePcrBanks",
   "SetActivePcrBanks", "GetResultOfSetActivePcrBanks"] as const;
@@ -12,7 +13,7 @@ const CAPABILITY_SIZE = 36;
 const HASH_SHA256 = 0x2;
 const EVENT_LOG_FORMAT_TCG_2 = 0x2;
 /** Most data one HashLogExtendEvent hashes (a kernel plus initramfs fits). */
-const MAX_MEASURED_BYTES = 256 * 2 ** 20;
+const MAX_MEASURED_BYTES = TPM_MAX_MEASURED_BYTES;
 
 export interface Measurement { pcr: number; bytes: number; sha256: string; description: string }
 

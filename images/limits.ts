@@ -145,3 +145,56 @@ export const MAX_PE_IMAGE_BYTES = 256 * 1024 * 1024;
 export const MAX_PE_DATA_DIRECTORIES = 16;
 export const MAX_PE_CERTIFICATES = 64;
 export const MAX_SBAT_BYTES = 64 * 1024;
+
+// ---- Generation 2 (UEFI model, NVRAM, Secure Boot) ----
+/** Protocol/interface pairs read from one (Un)InstallMultipleProtocolInterfaces call before its NULL. */
+export const UEFI_MAX_VARIADIC_PAIRS = 32;
+/** Longest device path the firmware walks in guest memory (LocateDevicePath, LoadImage). */
+export const UEFI_MAX_DEVICE_PATH_BYTES = 4096;
+/** BootOrder entries the boot manager tries. */
+export const UEFI_MAX_BOOT_OPTIONS = 64;
+/** Empty ReadKeyStroke polls in a row (nothing else happening) before a run is "waiting for a key". */
+export const UEFI_KEY_POLL_GIVE_UP = 20_000;
+/** The same with a known prompt at the cursor (grub>, grub rescue>, "Press any key"). */
+export const UEFI_KEY_POLL_AT_PROMPT = 2_000;
+/** Console transcript kept for reports. */
+export const UEFI_MAX_TRANSCRIPT_CHARS = 64 * 1024;
+/** Device path parser bounds (uefi-devpath.ts). */
+export const UEFI_MAX_DEVPATH_BYTES = 4096;
+export const UEFI_MAX_DEVPATH_NODES = 256;
+/** Largest image LoadImage accepts (a kernel with an appended initramfs is tens of MiB). */
+export const UEFI_MAX_LOAD_IMAGE_BYTES = 128 * 1024 * 1024;
+/** Memory map descriptors and live pool allocations before EFI_OUT_OF_RESOURCES. */
+export const UEFI_MAX_MAP_ENTRIES = 16_384;
+export const UEFI_MAX_POOL_ALLOCATIONS = 200_000;
+/** NVRAM store: one variable, all variables, their count, a name, and the log of guest writes. */
+export const NVRAM_MAX_VARIABLE_BYTES = 64 * 1024;
+export const NVRAM_MAX_STORE_BYTES = 1024 * 1024;
+export const NVRAM_MAX_VARIABLES = 1024;
+export const NVRAM_MAX_NAME_CHARS = 1024;
+export const NVRAM_MAX_WRITE_LOG = 4096;
+/** Device paths read from one EFI_LOAD_OPTION's FilePathList. */
+export const UEFI_MAX_LOAD_OPTION_PATHS = 16;
+/** Files a loader may hold open at once (SimpleFileSystem). */
+export const UEFI_MAX_OPEN_FILES = 4096;
+/** Largest single BlockIo/DiskIo transfer, and guest-written sectors kept in the overlay. */
+export const UEFI_MAX_TRANSFER_BYTES = 64 * 1024 * 1024;
+export const UEFI_MAX_OVERLAY_SECTORS = 65_536;
+/** Most data one TCG2 HashLogExtendEvent hashes. */
+export const TPM_MAX_MEASURED_BYTES = 256 * 2 ** 20;
+/** Authenticode: certificates in one PKCS#7 blob, and the chain length followed to a db certificate. */
+export const SB_MAX_PKCS7_CERTS = 32;
+export const SB_MAX_CHAIN_DEPTH = 8;
+/** OVMF varstore parser bounds (secureboot-certs.ts). */
+export const SB_MAX_VARSTORE_BYTES = 64 * 1024 * 1024;
+export const SB_MAX_VARSTORE_VARIABLES = 16384;
+export const SB_MAX_VARIABLE_NAME_BYTES = 1024;
+export const SB_MAX_SIGNATURE_ENTRIES = 65536;
+export const SB_MAX_SIGNATURE_LISTS = 4096;
+/** Gen2 run budgets and VM memory (emu/gen2.ts). */
+export const GEN2_DEFAULT_MAX_EVENTS = 5_000_000;
+export const GEN2_DEFAULT_MAX_WALL_MS = 60_000;
+export const GEN2_RAM_MIB_MIN = 256;
+export const GEN2_RAM_MIB_MAX = 16384;
+/** Power-ons after ResetSystem before the run gives up. */
+export const GEN2_MAX_RESETS = 3;
