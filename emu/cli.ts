@@ -9,6 +9,7 @@ import { allFindings, lookupFinding } from "./findings.ts";
 import "./findings-check.ts";
 import { checkImage, controllerUsageError, type Controller } from "./check.ts";
 import { VariableStore } from "../firmware-stubs/uefi-nvram.ts";
+import { GEN2_RAM_MIB_MIN, GUEST_RAM_MIB_DEFAULT, GUEST_RAM_MIB_MAX, GUEST_RAM_MIB_MIN } from "../images/limits.ts";
 import type { SecureBootMode } from "../firmware-stubs/secureboot.ts";
 import { EXIT } from "./verdict.ts";
 import { VERSION } from "./version.ts";
@@ -117,7 +118,7 @@ function build(setExit: (c: number) => void): Command {
     .option("--quiet", "no human summary")
     .option("--junit <file>", "write JUnit XML (a test suite per image, a test case per generation and image rule) to FILE")
     .option("--jobs <n>", "worker threads for several images (default: one per core)", intArg("--jobs"))
-    .option("--memory <MiB>", "Gen1 VM memory in MiB (64..3584)", intArg("--memory"), 1024)
+    .option("--memory <MiB>", `VM memory in MiB (${GUEST_RAM_MIB_MIN}..${GUEST_RAM_MIB_MAX}; Gen2 uses at least ${GEN2_RAM_MIB_MIN})`, intArg("--memory"), GUEST_RAM_MIB_DEFAULT)
     .option("--max-instructions <n>", "instruction budget per generation", intArg("--max-instructions"))
     .option("--max-seconds <s>", "host time budget per generation", intArg("--max-seconds"))
     .option("--keys <keys>", "keystrokes to type at BIOS prompts, e.g. 'down,enter' or text")
@@ -136,10 +137,10 @@ function build(setExit: (c: number) => void): Command {
       const gens: (1 | 2)[] = o.gen === "both" ? [1, 2] : [Number(o.gen) as 1 | 2];
       const misuse = controllerUsageError(gens, o.controller);
       if (misuse) throw new UsageError(misuse);
-      if (o.memory < 64 || o.memory > 3584) throw new UsageError(`--memory must be between 64 and 3584 MiB, not ${o.memory}`);
+      if (o.memory < GUEST_RAM_MIB_MIN || o.memory > GUEST_RAM_MIB_MAX) throw new UsageError(`--memory must be between ${GUEST_RAM_MIB_MIN} and ${GUEST_RAM_MIB_MAX} MiB, not ${o.memory}`);
       const gen1 = { memoryMiB: o.memory, maxInstructions: o.maxInstructions, maxWallMs: o.maxSeconds !== undefined ? o.maxSeconds * 1000 : undefined,
         keys: o.keys, ideSlot: o.ideSlot, traceBlocks: o.traceBlocks };
-      const gen2 = { memoryMiB: Math.max(256, o.memory), maxWallMs: gen1.maxWallMs, keys: o.keys,
+      const gen2 = { memoryMiB: Math.max(GEN2_RAM_MIB_MIN, o.memory), maxWallMs: gen1.maxWallMs, keys: o.keys,
         maxEvents: o.maxInstructions !== undefined ? Math.ceil(o.maxInstructions / 100) : undefined, nvram: o.nvram ? loadNvram(o.nvram) : undefined };
       if (images.length > 1) {
         if (o.html || o.trace) throw new UsageError("--html and --trace write one image's report: check one image at a time with them");

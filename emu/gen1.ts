@@ -22,6 +22,8 @@ import { miscServices, parseKeys, KEY_WAIT_GIVE_UP_NS } from "../firmware-stubs/
 import { HYPERV_IDE_MAX_BYTES } from "../firmware-stubs/hyperv.ts";
 import { cpuidLeaf } from "./gen1-cpuid.ts";
 import { partitionOf, failureMessages } from "./gen1-evidence.ts";
+import { GEN1_DEFAULT_MAX_EVENTS, GEN1_DEFAULT_MAX_WALL_MS, GUEST_RAM_MIB_DEFAULT, GUEST_RAM_MIB_MAX, GUEST_RAM_MIB_MIN,
+  INSTRUCTIONS_PER_EVENT } from "../images/limits.ts";
 
 export interface Gen1Options {
   /**
@@ -82,11 +84,11 @@ const SLICE_INSTRUCTIONS = 1_000_000;
 
 export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
   const t0 = performance.now();
-  const memoryMiB = Math.min(3584, Math.max(64, Math.floor(opts.memoryMiB ?? 1024)));
+  const memoryMiB = Math.min(GUEST_RAM_MIB_MAX, Math.max(GUEST_RAM_MIB_MIN, Math.floor(opts.memoryMiB ?? GUEST_RAM_MIB_DEFAULT)));
   const ideSlot = opts.ideSlot ?? "ide0:0";
   if (!/^ide[01]:[01]$/.test(ideSlot)) throw new RangeError(`ideSlot must be ide0:0, ide0:1, ide1:0 or ide1:1, not '${ideSlot}'`);
-  const maxEvents = opts.maxEvents ?? (opts.maxInstructions !== undefined ? Math.ceil(opts.maxInstructions / 100) : 5_000_000);
-  const maxWallMs = opts.maxWallMs ?? 60_000;
+  const maxEvents = opts.maxEvents ?? (opts.maxInstructions !== undefined ? Math.ceil(opts.maxInstructions / INSTRUCTIONS_PER_EVENT) : GEN1_DEFAULT_MAX_EVENTS);
+  const maxWallMs = opts.maxWallMs ?? GEN1_DEFAULT_MAX_WALL_MS;
   const chain: Gen1ChainEntry[] = [];
   const findings: Finding[] = [];
   const bytes = dev.sectorCount * dev.sectorSize;
