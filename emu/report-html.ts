@@ -75,6 +75,24 @@ function traceHtml(g: GenerationResult): string {
   return out.join("\n") || `<p class="muted">Nothing was emulated for this generation.</p>`;
 }
 
+/** Gen2: the UEFI images loaded with their Secure Boot verdicts, the ESP files read and the NVRAM variables written. */
+function uefiHtml(g: GenerationResult): string {
+  const u = g.uefi as { images?: { file: string; sha256: string; size?: number; started?: boolean;
+    secureBoot?: { allowed: boolean; reason: string; signers?: { subject: string }[]; acceptedBy?: string[] } }[];
+    filesRead?: { volume: number; path: string; bytes: number }[]; nvramWrites?: { name: string; bytes: number; status: string }[];
+    secureBoot?: { template: string } } | undefined;
+  if (!u) return "";
+  const out: string[] = [`<h4>UEFI images (Secure Boot setting: ${esc(u.secureBoot?.template ?? "?")})</h4>`];
+  out.push(`<table class="uefi-images"><thead><tr><th>file</th><th>sha256</th><th>started</th><th>Secure Boot</th><th>signer</th><th>accepted by</th></tr></thead><tbody>`
+    + (u.images ?? []).slice(0, 64).map((i) => `<tr><td class="mono">${esc(i.file)}</td><td class="mono">${esc(i.sha256.slice(0, 16))}…</td><td>${i.started ? "yes" : "no"}</td>`
+      + `<td>${i.secureBoot ? `${i.secureBoot.allowed ? "allowed" : "denied"} (${esc(i.secureBoot.reason)})` : "not verified by firmware"}</td>`
+      + `<td>${esc(i.secureBoot?.signers?.[0]?.subject ?? "")}</td><td>${esc((i.secureBoot?.acceptedBy ?? []).join(", ") || "—")}</td></tr>`).join("")
+    + `</tbody></table>`);
+  if (u.filesRead?.length) out.push(`<details><summary>${u.filesRead.length} file(s) read from the ESP</summary><pre>${esc(u.filesRead.slice(0, 256).map((f) => `p${f.volume} ${f.path} (${f.bytes} bytes)`).join("\n"))}</pre></details>`);
+  if (u.nvramWrites?.length) out.push(`<details><summary>${u.nvramWrites.length} NVRAM write(s)</summary><pre>${esc(u.nvramWrites.slice(0, 256).map((w) => `${w.name} (${w.bytes} bytes): ${w.status}`).join("\n"))}</pre></details>`);
+  return out.join("\n");
+}
+
 /** The whole report as one HTML string. */
 export function renderHtmlReport(doc: VerdictDoc, opts: HtmlReportOptions = {}): string {
   const idx = opts.index && !("error" in opts.index) ? opts.index : undefined;
@@ -87,7 +105,7 @@ export function renderHtmlReport(doc: VerdictDoc, opts: HtmlReportOptions = {}):
   const sections: Record<(typeof SECTION_IDS)[number], { title: string; body: string }> = {
     verdict: { title: "Verdict", body: `<div class="verdicts">${gens.map(verdictCard).join("")}</div>`
       + `<p>Exit code for a CI gate: <b>${doc.exitCode}</b> (0 boots, 1 fails, 3 inconclusive). Target: ${esc(doc.target)}.</p>` },
-    chain: { title: "Boot chain", body: perGen(renderChain) },
+    chain: { title: "Boot chain", body: perGen((g) => renderChain(g) + uefiHtml(g)) },
     diskmap: { title: "Disk map", body: (opts.index && "error" in opts.index ? `<p class="muted">Partitions could not be read: ${esc(opts.index.error)}</p>` : "")
       + perGen((g) => (g.readLog ? renderDiskMap(g.readLog, idx, { sectorCount: Math.floor(im.virtualSize / (im.sectorSize || 512)), sectorSize: im.sectorSize || 512 })
         : `<p class="muted">No boot code ran for this generation: no sectors were read.</p>`)) },

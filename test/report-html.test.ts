@@ -231,6 +231,7 @@ describe("check --html for Generation 2 in headless Chromium", () => {
     const page = await open(html);
     expect(await page.locator("#verdict .vcard[data-gen='2'] .badge").textContent()).toBe("boots");
     expect(await page.locator("#chain .step[data-col='kernel']").textContent()).toContain("Linux 6.");
+    expect(await page.locator("#chain table.uefi-images").textContent()).toMatch(/\\EFI\\BOOT\\BOOTX64\.EFI.*yes.*unsigned/s);
     expect(await page.locator("#diskmap .part[data-part='p2']").count()).toBe(1);
     expect(await page.locator("#diskmap table.files").textContent()).toContain("/boot/vmlinuz-6.1.0-56-amd64");
     expect(await page.locator("#screen .console").textContent()).toContain("Booting `Debian GNU/Linux");
