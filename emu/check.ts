@@ -86,8 +86,8 @@ function emptyGen(generation: 1 | 2): GenerationResult {
   return { generation, verdict: "inconclusive", reached: "image", findings: [], chain: [], handoff: null, screen: [], stats: {} };
 }
 
-/** Gen1's emulation result as the verdict document carries it. */
-function fromGen1(r: GenerationResult, g: Gen1Result): GenerationResult {
+/** What both generations' runs report, as the verdict document carries it. */
+function fromRun(r: GenerationResult, g: Gen1Result | Gen2Result): GenerationResult {
   r.verdict = g.verdict;
   r.reached = g.reached;
   r.findings.push(...g.findings);
@@ -97,23 +97,14 @@ function fromGen1(r: GenerationResult, g: Gen1Result): GenerationResult {
   r.stop = g.stop;
   r.stats = { ...g.stats };
   if (g.trace.window) r.traceWindow = g.trace.window;
-  if (g.trace.blocks) r.traceBlocks = g.trace.blocks;
+  if ("blocks" in g.trace && g.trace.blocks) r.traceBlocks = g.trace.blocks;
   r.readLog = g.readLog;
   return r;
 }
 
-/** Gen2's emulation result as the verdict document carries it. */
+/** Gen2's run adds the UEFI details: images and their Secure Boot verdicts, ESP files, NVRAM writes, vTPM. */
 function fromGen2(r: GenerationResult, g: Gen2Result): GenerationResult {
-  r.verdict = g.verdict;
-  r.reached = g.reached;
-  r.findings.push(...g.findings);
-  r.chain.push(...g.chain);
-  r.handoff = g.handoff ? { ...g.handoff } : null;
-  r.screen = g.screen;
-  r.stop = g.stop;
-  r.stats = { ...g.stats };
-  if (g.trace.window) r.traceWindow = g.trace.window;
-  r.readLog = g.readLog;
+  fromRun(r, g);
   r.uefi = { images: g.images, filesRead: g.filesRead, nvramWrites: g.nvramWrites, transcript: g.transcript, secureBoot: g.secureBoot,
     ...(g.tpm ? { tpm: { pcrs: g.tpm.pcrs, measurements: g.tpm.measurements } } : {}) };
   return r;
@@ -143,7 +134,7 @@ function checkGeneration(dev: BlockDevice, layout: Layout, gen: 1 | 2, opts: Che
   }
   if (gen === 1) {
     const g = runGen1(dev, opts.gen1);
-    fromGen1(r, g);
+    fromRun(r, g);
     if (g.reached === "kernel" && g.stop.reason === "handoff" && !(g.handoff && applyLinuxStage(r, dev, layout, target, g.handoff, 1, controller))) {
       r.findings.push(finding("ROOT_NOT_EVALUATED", { what: g.handoff ? `Linux ${g.handoff.protocol}` : "kernel" }));
     }
