@@ -10,8 +10,19 @@ import { FileSource } from "../images/source.ts";
 
 export const ROOT = path.resolve(import.meta.dirname, "..");
 
+/** Temp folders made by this test file, removed after it (test/cleanup-setup.ts; BOOTGATE_KEEP_TMP=1 keeps them). */
+const tmpdirs: string[] = [];
+export function removeTmpdirs(): void {
+  if (process.env.BOOTGATE_KEEP_TMP) return;
+  for (const d of tmpdirs.splice(0)) {
+    try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ }
+  }
+}
+
 export function tmpdir(prefix = "bootgate-test-"): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tmpdirs.push(d);
+  return d;
 }
 
 /** Run a real tool; throws with its stderr on failure. */

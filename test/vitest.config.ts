@@ -6,6 +6,7 @@ export default defineConfig({
     root: new URL("..", import.meta.url).pathname,
     include: ["test/**/*.test.ts"],
     globalSetup: ["test/global-setup.ts"],
+    setupFiles: ["test/cleanup-setup.ts"],
     testTimeout: 120_000,
     hookTimeout: 600_000,
     pool: "forks",
