@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { execFileSync } from "node:child_process";
 import { ROOT, emptyHive, hiveFromReg, regHex, prng } from "../test/helpers.ts";
 import { NtfsWriter } from "../test/ntfs-writer.ts";
-import { lvmCrc } from "../images/lvm.ts";
+import { protoFor, writePv } from "../test/image-builders.ts";
 import { FileSource } from "../images/source.ts";
 import { rawDriver } from "../images/raw.ts";
 import { Disk } from "../images/block.ts";
@@ -40,44 +40,6 @@ function makeTree(dir: string): void {
   fs.mkdirSync(path.join(dir, "sbin"), { recursive: true });
   fs.symlinkSync("../usr/bin/big.bin", path.join(dir, "sbin/init"));
   fs.symlinkSync("/etc/hostname", path.join(dir, "etc/hostname.link"));
-}
-
-/** mkfs.xfs prototype (mkfs.xfs(8) PROTOTYPE FILE) for `dir`. */
-function xfsProto(dir: string): string {
-  const lines = ["/dev/null", "0 0", "d--755 0 0"];
-  const walk = (d: string) => {
-    for (const name of fs.readdirSync(d).sort()) {
-      const p = path.join(d, name), st = fs.lstatSync(p);
-      if (name.includes(" ")) continue;
-      if (st.isSymbolicLink()) lines.push(`${name} l--777 0 0 ${fs.readlinkSync(p)}`);
-      else if (st.isDirectory()) { lines.push(`${name} d--755 0 0`); walk(p); lines.push("$"); }
-      else lines.push(`${name} ---644 0 0 ${p}`);
-    }
-  };
-  walk(dir);
-  lines.push("$");
-  return lines.join("\n") + "\n";
-}
-
-/** A PV label + metadata area at byte `base` of `img` as lvm2 2.03 lays them down (lib/label/label.h, format_text/layout.h). */
-function writePv(img: string, base: number, pvSize: number, text: string): void {
-  const label = Buffer.alloc(512), uuid = "Zfuzz1PVaaaabbbbccccddddeeeeffff";
-  label.write("LABELONE", 0, "latin1"); label.writeBigUInt64LE(1n, 8); label.writeUInt32LE(32, 20); label.write("LVM2 001", 24, "latin1");
-  let p = 32;
-  label.write(uuid, p, "latin1"); p += 32;
-  label.writeBigUInt64LE(BigInt(pvSize), p); p += 8;
-  label.writeBigUInt64LE(BigInt(MiB), p); p += 32;                 // data area at 1 MiB (size 0 = to the end), terminator
-  label.writeBigUInt64LE(4096n, p); label.writeBigUInt64LE(BigInt(MiB - 4096), p + 8); p += 32;
-  label.writeUInt32LE(2, p); label.writeUInt32LE(1, p + 4);
-  const body = Buffer.from(text + "\0", "utf8"), mda = Buffer.alloc(512 + body.length);
-  mda.write(" LVM2 x[5A%r0N*>", 4, "latin1"); mda.writeUInt32LE(1, 20);
-  mda.writeBigUInt64LE(4096n, 24); mda.writeBigUInt64LE(BigInt(MiB - 4096), 32);
-  mda.writeBigUInt64LE(512n, 40); mda.writeBigUInt64LE(BigInt(body.length), 48); mda.writeUInt32LE(lvmCrc(body), 56);
-  body.copy(mda, 512);
-  mda.writeUInt32LE(lvmCrc(mda.subarray(4, 512)), 0);
-  label.writeUInt32LE(lvmCrc(label.subarray(20)), 16);
-  const fd = fs.openSync(img, "r+");
-  try { fs.writeSync(fd, label, 0, 512, base + 512); fs.writeSync(fd, mda, 0, mda.length, base + 4096); } finally { fs.closeSync(fd); }
 }
 
 function lvmText(): string {
@@ -151,7 +113,7 @@ export function buildSeeds(log: (s: string) => void = () => {}): string {
   sh("mkfs.ext4", ["-q", "-F", "-b", "4096", "-O", "inline_data", "-d", tree, S("ext4-inline.img"), "8M"]);
   sh("mkfs.ext2", ["-q", "-F", "-b", "1024", "-I", "128", "-d", tree, S("ext2.img"), "4M"]);
   // XFS with a protofile (fstests' variables allow a small filesystem).
-  fs.writeFileSync(path.join(work, "proto"), xfsProto(tree));
+  fs.writeFileSync(path.join(work, "proto"), protoFor(tree));
   sh("truncate", ["-s", "24M", S("xfs.img")]);
   sh("mkfs.xfs", ["-q", "-f", "-p", path.join(work, "proto"), S("xfs.img")], { env: { ...process.env, TEST_DIR: work, TEST_DEV: "/dev/null", QA_CHECK_FS: "1" } });
   // NTFS: mkntfs, populated through libntfs-3g.
@@ -172,7 +134,7 @@ export function buildSeeds(log: (s: string) => void = () => {}): string {
   sh("truncate", ["-s", "64M", S("gpt-lvm.img")]);
   sh("sfdisk", ["-q", S("gpt-lvm.img")], { input: "label: gpt\nstart=2048, size=32768, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\nstart=34816, size=40960, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\n" });
   sh("dd", [`if=${S("fat16.img")}`, `of=${S("gpt-lvm.img")}`, "bs=512", "seek=2048", "conv=notrunc", "status=none"]);
-  writePv(S("gpt-lvm.img"), 34816 * 512, 40960 * 512, lvmText());
+  writePv(S("gpt-lvm.img"), 34816 * 512, 40960 * 512, "Zfuzz1PVaaaabbbbccccddddeeeeffff", lvmText());
   // The LV: extents 0-7 map PE 8.., extents 8-15 map PE 0..: put the ext2 image's halves there.
   const ext2 = fs.readFileSync(S("ext2.img")), pe0 = (34816 + 2048) * 512, ext = 1024 * 1024;
   const fd = fs.openSync(S("gpt-lvm.img"), "r+");
