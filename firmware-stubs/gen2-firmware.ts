@@ -19,7 +19,7 @@ import { buildPlatformTables, buildTables, setConsoles, writeConfigTables } from
 import { BootManager } from "./uefi-bootmgr.ts";
 import { VirtualTpm } from "./uefi-tpm.ts";
 import { GUID } from "./uefi-guid.ts";
-import { parseDevicePath, devicePathToText } from "./uefi-devpath.ts";
+import { parseDevicePath, devicePathToText, filePathOf } from "./uefi-devpath.ts";
 import { MAX_LOAD_IMAGE_BYTES } from "./uefi-image.ts";
 import type { VariableStore } from "./uefi-nvram.ts";
 
@@ -147,7 +147,7 @@ export class Gen2Firmware {
     if (!bh) return { status: "NOT_FOUND", why: `no device matches ${text}` };
     const vol = this.sfs.volumeOf(bh.handle);
     if (!vol) return { status: "UNSUPPORTED", why: `${bh.text} has no UEFI file system` };
-    const file = nodes.slice(fileStart < 0 ? nodes.length : fileStart).map((n) => n.data.toString("utf16le").replace(/\0.*$/s, "")).join("\\").replace(/\\+/g, "\\");
+    const file = filePathOf(nodes) ?? "";
     if (!file) return { status: "NOT_FOUND", why: `${text} names no file` };
     const data = this.sfs.readFile(vol, file, MAX_LOAD_IMAGE_BYTES);
     if (!data) return { status: "NOT_FOUND", why: `${file} not found on ${bh.text}` };

@@ -20,6 +20,7 @@ import { createHash } from "node:crypto";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { ImageError, corrupt, truncated, unsupported, overLimit, hex } from "../images/errors.ts";
+import { guidFromBytes as guidAt, guidToBytes as guidBytes } from "./uefi-guid.ts";
 import { SB_MAX_VARSTORE_BYTES, SB_MAX_VARSTORE_VARIABLES, SB_MAX_VARIABLE_NAME_BYTES, SB_MAX_SIGNATURE_ENTRIES, SB_MAX_SIGNATURE_LISTS } from "../images/limits.ts";
 
 /** Where Debian's `ovmf` package puts the varstores with Microsoft's keys enrolled (4 MiB layout first). */
@@ -113,23 +114,8 @@ export interface SecureBootKeys {
   dbx: SignatureEntry[];
 }
 
-/** EFI_GUID (UINT32, UINT16, UINT16, UINT8[8], little-endian fields) as registry text. */
-export function guidAt(b: Uint8Array, off: number): string {
-  const x = Buffer.from(b.buffer, b.byteOffset + off, 16);
-  const h = (n: number, w: number) => n.toString(16).padStart(w, "0");
-  return `${h(x.readUInt32LE(0), 8)}-${h(x.readUInt16LE(4), 4)}-${h(x.readUInt16LE(6), 4)}-` +
-    `${x.subarray(8, 10).toString("hex")}-${x.subarray(10, 16).toString("hex")}`;
-}
-
-/** Registry-form GUID text as the 16 EFI_GUID bytes. */
-export function guidBytes(guid: string): Buffer {
-  const m = /^([0-9a-f]{8})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{12})$/i.exec(guid);
-  if (!m) throw new Error(`not a GUID: ${guid}`);
-  const b = Buffer.alloc(16);
-  b.writeUInt32LE(parseInt(m[1], 16), 0); b.writeUInt16LE(parseInt(m[2], 16), 4); b.writeUInt16LE(parseInt(m[3], 16), 6);
-  Buffer.from(m[4] + m[5], "hex").copy(b, 8);
-  return b;
-}
+/** EFI_GUID text at `off` and back (uefi-guid.ts), under the names this module and secureboot.ts use. */
+export { guidAt, guidBytes };
 
 function need(b: Uint8Array, off: number, len: number, what: string): void {
   if (off + len > b.length) throw truncated("E_VARSTORE_TRUNCATED", `${what} at ${hex(off)} (${len} bytes) runs past the end of the ${b.length}-byte varstore`);

@@ -5,7 +5,10 @@ import crc32 from "crc-32";
 import { Call, FirmwareCore, GuestFault, type Handler } from "./uefi-core.ts";
 import { EFI, EVT, LocateSearch, MEMORY_DESCRIPTOR_SIZE, MEMORY_DESCRIPTOR_VERSION, OPEN_PROTOCOL, PAGE_SIZE,
   TimerDelay, TPL, EFI_MEMORY_RUNTIME, EFI_MEMORY_WB, MemType, type BootService } from "./uefi-layout.ts";
-import { GUID } from "./uefi-guid.ts";
+import { GUID, guidName, guidToBytes } from "./uefi-guid.ts";
+
+/** A GUID for trace lines: its constant name when we name it. */
+const guidLabel = (g: string): string => guidName(g) ?? g;
 import { UEFI_MAX_VARIADIC_PAIRS, UEFI_MAX_DEVICE_PATH_BYTES } from "../images/limits.ts";
 
 /** Virtual cost of one firmware call (entry, work, return). */
@@ -141,7 +144,7 @@ export class BootServices {
         if (!r.ok) return S.OUT_OF_RESOURCES;
         guids.forEach((g, i) => {
           const at = r.address + guids.length * 8 + 16 * i;
-          fw.put(at, guidBytes(g));
+          fw.put(at, guidToBytes(g));
           fw.w64(r.address + 8 * i, at);
         });
         fw.w64(c.ptr(1), r.address);
@@ -480,21 +483,6 @@ function nodeBoundary(path: Buffer, off: number): boolean {
     at += len;
   }
   return at === off;
-}
-
-export function guidBytes(g: string): Buffer {
-  const h = g.replace(/-/g, "");
-  const b = Buffer.alloc(16);
-  b.writeUInt32LE(parseInt(h.slice(0, 8), 16), 0);
-  b.writeUInt16LE(parseInt(h.slice(8, 12), 16), 4);
-  b.writeUInt16LE(parseInt(h.slice(12, 16), 16), 6);
-  Buffer.from(h.slice(16), "hex").copy(b, 8);
-  return b;
-}
-
-export function guidLabel(g: string): string {
-  const name = Object.entries(GUID).find(([, v]) => v === g)?.[0];
-  return name ?? g;
 }
 
 export { PAGE_SIZE, EFI_MEMORY_RUNTIME };

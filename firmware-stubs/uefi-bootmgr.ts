@@ -9,7 +9,7 @@ import type { FileSystems, Volume } from "./uefi-sfs.ts";
 import type { Console } from "./uefi-console.ts";
 import { GUID } from "./uefi-guid.ts";
 import { parseBootOrder, parseLoadOption, bootVarName, type VariableStore } from "./uefi-nvram.ts";
-import { devicePathToText, parseDevicePath, serializeDevicePath, matchShortForm, splitAtMedia, filePathOf,
+import { devicePathToText, filePath, serializeDevicePath, matchShortForm, splitAtMedia, filePathOf,
   type DevNode } from "./uefi-devpath.ts";
 import { ImageError } from "../images/errors.ts";
 import { MAX_LOAD_IMAGE_BYTES } from "./uefi-image.ts";
@@ -157,8 +157,7 @@ export class BootManager {
       const data = this.sfs.readFile(vol, REMOVABLE_PATH, MAX_LOAD_IMAGE_BYTES);
       if (!data) continue;
       const bh = this.storage.handleOf(vol.handle)!;
-      const fileNode = parseDevicePath(Buffer.concat([filePathNode(REMOVABLE_PATH), Buffer.from([0x7f, 0xff, 4, 0])]));
-      return this.load(data, vol, serializeDevicePath([...bh.nodes, ...fileNode]).subarray(0, -4), device, "default", REMOVABLE_PATH);
+      return this.load(data, vol, serializeDevicePath([...bh.nodes, filePath(REMOVABLE_PATH)]).subarray(0, -4), device, "default", REMOVABLE_PATH);
     }
     this.record({ device, option: "default", outcome: "not-found", message: MSG.noLoader });
     return undefined;
@@ -184,12 +183,4 @@ export class BootManager {
     con.print(`${MSG.none}\r\n`);
     this.fw.requestStop("no-boot-device", "every boot option failed; the firmware shows the boot summary");
   }
-}
-
-function filePathNode(path: string): Buffer {
-  const name = Buffer.from(path + "\0", "utf16le");
-  const b = Buffer.alloc(4 + name.length);
-  b[0] = 4; b[1] = 4; b.writeUInt16LE(b.length, 2);
-  name.copy(b, 4);
-  return b;
 }

@@ -7,6 +7,7 @@ import type { Trace } from "../emu/trace.ts";
 import type { VirtualClock } from "../emu/clock.ts";
 import { EFI, MemType, PAGE_SIZE, statusName } from "./uefi-layout.ts";
 import type { MemoryMap } from "./uefi-memory.ts";
+import { guidFromBytes } from "./uefi-guid.ts";
 
 /** A bad guest pointer or buffer: the run stops as a CPU exception would (the firmware's page fault). */
 export class GuestFault extends Error {
@@ -132,11 +133,7 @@ export class FirmwareCore {
     this.put(a, b);
     return b.length;
   }
-  guid(a: number): string {
-    const b = this.bytes(a, 16);
-    const h = (x: Buffer) => x.toString("hex");
-    return `${b.readUInt32LE(0).toString(16).padStart(8, "0")}-${b.readUInt16LE(4).toString(16).padStart(4, "0")}-${b.readUInt16LE(6).toString(16).padStart(4, "0")}-${h(b.subarray(8, 10))}-${h(b.subarray(10, 16))}`;
-  }
+  guid(a: number): string { return guidFromBytes(this.bytes(a, 16)); }
 
   /** Firmware-owned memory from the arena (zeroed, 16-byte aligned). */
   alloc(size: number): number {

@@ -4,7 +4,7 @@
 import { Call, FirmwareCore } from "./uefi-core.ts";
 import { EFI, RESET_TYPES, type RuntimeService } from "./uefi-layout.ts";
 import type { Handler } from "./uefi-core.ts";
-import { guidBytes } from "./uefi-boot-services.ts";
+import { guidToBytes } from "./uefi-guid.ts";
 import type { VariableStore } from "./uefi-nvram.ts";
 import { NVRAM_MAX_NAME_CHARS } from "../images/limits.ts";
 
@@ -95,7 +95,7 @@ export class RuntimeServices {
     fw.w64(sizeP, bytes.length);
     if (have < BigInt(bytes.length)) return EFI.BUFFER_TOO_SMALL;
     fw.put(nameP, bytes);
-    fw.put(guidP, guidBytes(r.guid));
+    fw.put(guidP, guidToBytes(r.guid));
     return EFI.SUCCESS;
   }
 

@@ -6,8 +6,7 @@ import { FirmwareCore, type Handler } from "./uefi-core.ts";
 import { BOOT_SERVICES, RUNTIME_SERVICES, SIGNATURE, ST, TABLE_HEADER_SIZE, UEFI_REVISION, type BootService,
   type RuntimeService } from "./uefi-layout.ts";
 import { SMBIOS_STRINGS } from "./hyperv.ts";
-import { guidBytes } from "./uefi-boot-services.ts";
-import { GUID } from "./uefi-guid.ts";
+import { GUID, guidToBytes } from "./uefi-guid.ts";
 
 /** mu_msvm reports "Microsoft" as the firmware vendor (Linux prints "EFI v2.7 by Microsoft"). */
 export const FIRMWARE_VENDOR = "Microsoft";
@@ -60,7 +59,7 @@ export function buildTables(fw: FirmwareCore, bs: Partial<Record<BootService, Ha
 /** Rewrite the configuration table array and the system table's count (InstallConfigurationTable). */
 export function writeConfigTables(fw: FirmwareCore, t: Tables, list: { guid: string; table: number }[]): void {
   list.slice(0, 64).forEach((e, i) => {
-    fw.put(t.configArray + 24 * i, guidBytes(e.guid));
+    fw.put(t.configArray + 24 * i, guidToBytes(e.guid));
     fw.w64(t.configArray + 24 * i + 16, e.table);
   });
   fw.w64(t.st + ST.NumberOfTableEntries, Math.min(64, list.length));

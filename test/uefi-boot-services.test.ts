@@ -5,10 +5,10 @@ import { createCpu, type Cpu } from "../emu/cpu.ts";
 import { VirtualClock } from "../emu/clock.ts";
 import { Trace } from "../emu/trace.ts";
 import { Call, FirmwareCore, type Handler } from "../firmware-stubs/uefi-core.ts";
-import { BootServices, guidBytes } from "../firmware-stubs/uefi-boot-services.ts";
+import { BootServices } from "../firmware-stubs/uefi-boot-services.ts";
 import { MemoryMap } from "../firmware-stubs/uefi-memory.ts";
 import { EFI, EVT, MemType, MEMORY_DESCRIPTOR_SIZE, TimerDelay, type BootService } from "../firmware-stubs/uefi-layout.ts";
-import { GUID } from "../firmware-stubs/uefi-guid.ts";
+import { GUID, guidToBytes } from "../firmware-stubs/uefi-guid.ts";
 
 const RAM = 64 * 2 ** 20;
 const FW = RAM - 8 * 2 ** 20;
@@ -40,7 +40,7 @@ function call(name: BootService, ...args: (number | bigint)[]): bigint {
   return st ?? -1n;
 }
 const u64 = (a: number) => cpu.ram.readBigUInt64LE(a);
-const guid = (g: string, at: number) => { cpu.ram.set(guidBytes(g), at); return at; };
+const guid = (g: string, at: number) => { cpu.ram.set(guidToBytes(g), at); return at; };
 
 describe("Gen2 boot services", () => {
   it("AllocatePages/FreePages/GetMemoryMap: exact descriptors, BUFFER_TOO_SMALL with the size, and a map key that changes", () => {
