@@ -4,7 +4,8 @@
 // low 16 bits of begin - CS*16, so it cannot resume protected-mode code above 64 KiB after a budget stop.
 import {
   UC_ARCH_X86, UC_MODE_32, UC_MODE_64, UC_HOOK_INTR, UC_HOOK_INSN, UC_HOOK_CODE, UC_HOOK_BLOCK, UC_PROT_ALL,
-  UC_X86_INS_IN, UC_X86_INS_OUT, UC_X86_INS_CPUID, UC_CTL_REMOVE_CACHE, UC_CTL_FLUSH_TLB, X86_REG, type X86Reg,
+  UC_X86_INS_IN, UC_X86_INS_OUT, UC_X86_INS_CPUID, UC_CTL_REMOVE_CACHE, UC_CTL_FLUSH_TLB, UC_HOOK_EDGE_GENERATED,
+  UC_QUERY_TIMEOUT, X86_REG, type X86Reg,
 } from "./uc-consts.ts";
 import { unicorn, check, type UcApi } from "./unicorn.ts";
 
@@ -18,6 +19,12 @@ export interface CpuHooks {
   portOut?(port: number, size: number, value: number): void;
   /** CPUID: fill EAX..EDX from EAX/ECX and return true to replace the instruction. */
   cpuid?(): boolean;
+  /**
+   * A translation block was just generated and is about to run for the first time (UC_HOOK_EDGE_GENERATED: once
+   * per block, not per execution). `pc` is linear. A stop() requested here ends the run before the block executes,
+   * with EIP at its start: exact and resumable.
+   */
+  newBlock?(pc: number, size: number): void;
 }
 
 export interface RunOutcome {
@@ -53,13 +60,16 @@ export interface Cpu {
   removeHook(h: number): void;
   /**
    * Run from the current CS:EIP for at most `count` instructions (0 = no limit). Unicorn 2.0.1 counts with a hook
-   * on every instruction, added on the first counted run; a later uncounted run removes it and flushes all
-   * translated code (about 3 s), so keep to one kind. A run ended by `timeoutUs` may stop inside a translated block
-   * with EIP at the block start: do not resume after a timeout.
+   * on every instruction (about 16 ns each), added on the first counted run; a later uncounted run removes it and
+   * flushes all translated code (about 3 s), so keep to one kind: the emulators run uncounted. A run ended by
+   * `timeoutUs` may stop inside a translated block with EIP at the block start (some of its stores done): do not
+   * resume after a time-out (timedOut()). Unicorn's time-out thread polls every 2 µs on another core while it runs.
    */
   run(count: number, timeoutUs?: number): RunOutcome;
   /** Ask the running emulation to stop (from a hook). */
   stop(): void;
+  /** Whether the last run ended because its `timeoutUs` ran out (uc_query UC_QUERY_TIMEOUT). */
+  timedOut(): boolean;
   /** The first exception thrown by a hook, if any (hooks never throw into Unicorn: pitfall 3). */
   hookError?: Error;
   close(): void;
@@ -208,6 +218,16 @@ class UnicornCpu implements Cpu {
       this.callbacks.push(cb);
       check(this.a, "uc_hook_add(OUT)", this.a.uc_hook_add_insn(this.uc, [0], UC_HOOK_INSN, cb, null, 1, 0, "int", UC_X86_INS_OUT));
     }
+    if (h.newBlock) {
+      const fn = h.newBlock;
+      const tb = this.a.ucTb;
+      const cb = k.register((_uc: unknown, cur: unknown) => this.guard(() => {
+        const t = k.decode(cur, tb) as { pc: number | bigint; size: number };
+        fn(Number(t.pc), t.size);
+      }, undefined), k.pointer(this.a.protos.edge));
+      this.callbacks.push(cb);
+      check(this.a, "uc_hook_add(EDGE_GENERATED)", this.a.uc_hook_add_edge(this.uc, [0], UC_HOOK_EDGE_GENERATED, cb, null, 1n, 0n));
+    }
     if (h.cpuid) {
       const fn = h.cpuid;
       const cb = k.register((_uc: unknown) => (this.guard(() => fn(), false) ? 1 : 0), k.pointer(this.a.protos.cpuid));
@@ -311,6 +331,12 @@ class UnicornCpu implements Cpu {
 
   stop(): void {
     this.a.uc_emu_stop(this.uc);
+  }
+
+  timedOut(): boolean {
+    const b = Buffer.alloc(8);
+    check(this.a, "uc_query(TIMEOUT)", this.a.uc_query(this.uc, UC_QUERY_TIMEOUT, b));
+    return b.readBigUInt64LE(0) !== 0n;
   }
 
   close(): void {

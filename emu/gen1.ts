@@ -76,11 +76,11 @@ export interface Gen1Result {
 }
 
 const MAX_READLOG = 4096;
-/**
- * Guest instructions per uc_emu_start (see the run loop). A counted run costs Unicorn a C hook call per instruction
- * (about 3-8 ns); slices of 1 M instructions end every few ms of guest work, often enough to find hot copy loops.
- */
-const SLICE_INSTRUCTIONS = 1_000_000;
+/** Zero bytes at the start of a translation block that mean the CPU ran into empty memory (00 00 = add [bx+si],al). */
+const ZERO_RUN = 16;
+/** Consecutive returns from the CPU with no stop request, HLT or time-out before giving up (a Unicorn misbehaviour). */
+const MAX_UNEXPLAINED_RETURNS = 8;
+const hex4 = (n: number): string => n.toString(16).toUpperCase().padStart(4, "0");
 
 export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
   const t0 = performance.now();
@@ -129,7 +129,9 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
       cpuidLeaf(cpu);
       return true;
     },
+    newBlock: (pc) => onNewBlock(pc),
   });
+  let onNewBlock = (_pc: number): void => {};
   try {
     m = new Machine(cpu, memoryMiB * 2 ** 20, Math.min(1_000_000, Math.max(16, opts.traceEvents ?? 256)));
     if (opts.traceSink) m.trace.sink = opts.traceSink;
@@ -234,45 +236,64 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
     m.trace.add("stage", "jump to the boot sector at 0000:7C00", { drive: "80h" });
 
     // ---- run loop ----
-    // The guest runs in slices of SLICE_INSTRUCTIONS counted instructions. Unicorn ends a counted run from its own
-    // per-instruction hook, so the state at a slice end is exact and the run can resume there. (A run ended from
-    // outside — uc_emu_start's timeout thread — is not resumable in Unicorn 2.0.1: TCG checks for exit requests
-    // after guest memory accesses in the middle of a translated block and reports EIP as the block start, so
-    // resuming repeats instructions.) A run also ends on a hook's stop request (every BIOS call and port access
-    // checks the budgets), a HLT, or an emulation error. At each slice end the wall-time budget is checked, a jump
-    // to itself is reported, and the loop accelerator samples the PC (copy loops found there are finished on the
-    // host from then on, see loop-accel.ts). The virtual clock advances only with guest events (BIOS calls, port
-    // accesses, waits, idle polls, halts) and host-finished loops leave exactly the state the guest's loop would,
-    // so runs are deterministic.
+    // The guest runs without an instruction count (a counted run costs Unicorn a hook call on every instruction).
+    // A run ends on a hook's stop request (every BIOS call and port access checks the budgets), a HLT, an emulation
+    // error, or the wall-time budget (uc_emu_start's timeout). Stops requested from hooks leave an exact state; a
+    // time-out does not (Unicorn leaves a translated block half done), so it always ends the emulation. Each newly
+    // translated block is inspected before it first runs (Cpu newBlock): a jump to itself is an idle loop nothing
+    // can end, a block of zero bytes means the boot code jumped into empty memory, and copy loops found there get a
+    // host trap (loop-accel.ts) after an exact stop. The virtual clock advances only with guest events (BIOS calls,
+    // port accesses, waits, idle polls, halts) and host-finished loops leave exactly the state the guest's loop
+    // would, so runs are deterministic.
     let stop: Stop | undefined;
     const here = (): { cs: number; ip: number } => ({ cs: cpu.reg("CS"), ip: cpu.reg("EIP") });
-    const spinning = (pc: number): boolean => {
-      const b0 = m.u8(pc), b1 = m.u8(pc + 1), b2 = m.u8(pc + 2);
-      return (b0 === 0xeb && b1 === 0xfe) || (b0 === 0xe9 && b1 === 0xfd && b2 === 0xff);
+    const at = (pc: number): { cs: number; ip: number } => {
+      const cs = cpu.reg("CS");
+      return { cs, ip: (pc - m.segBase(cs)) >>> 0 };
     };
+    onNewBlock = (pc) => {
+      const b0 = m.u8(pc), b1 = m.u8(pc + 1);
+      const bits32 = m.protectedMode() && (m.u8(codeDescriptor() + 6) & 0x40) !== 0;
+      const selfJump = (b0 === 0xeb && b1 === 0xfe) || (b0 === 0xe9 && (bits32 ? m.u32(pc + 1) === 0xfffffffb : m.u16(pc + 1) === 0xfffd));
+      if (selfJump) {
+        // No interrupt is delivered while the guest runs (only at HLT): a jump to itself never ends.
+        bios.requestStop({ reason: "halted", detail: `idle loop: a jump to itself with interrupts ${cpu.reg("EFLAGS") & 0x200 ? "on" : "off"}`, ...at(pc) });
+        return;
+      }
+      if (b0 === 0 && pc + ZERO_RUN <= m.ram.length && m.ram.subarray(pc, pc + ZERO_RUN).every((x) => x === 0)) {
+        const where = at(pc);
+        bios.requestStop({ reason: "cpu-exception", ...where,
+          detail: `the boot code jumped into empty memory at ${hex4(where.cs)}:${hex4(where.ip)} (zero bytes: nothing was loaded there)` });
+        return;
+      }
+      accel.onBlock(pc);
+    };
+    const codeDescriptor = (): number => cpu.mmr("GDTR").base + (cpu.reg("CS") & 0xfff8);
+    let unexplained = 0;
     while (!stop) {
-      if (performance.now() - t0 > maxWallMs) {
-        stop = { reason: "budget-time", detail: `wall-time budget of ${maxWallMs} ms used up in code making no BIOS calls`, ...here() };
+      const leftMs = maxWallMs - (performance.now() - t0);
+      if (leftMs <= 0) {
+        stop = { reason: "budget-time", detail: `wall-time budget of ${maxWallMs} ms used up`, ...here() };
         break;
       }
-      const r = cpu.run(SLICE_INSTRUCTIONS);
+      const r = cpu.run(0, Math.max(1000, Math.round(leftMs * 1000)));
       if (cpu.hookError) { stop = { reason: "internal-error", detail: `a BIOS hook failed: ${cpu.hookError.message}`, ...here() }; break; }
       if (bios.stop) { stop = bios.stop; break; }
       if (r.err !== 0) { stop = { reason: "cpu-exception", detail: `emulation error: ${r.errText}`, ...here() }; break; }
+      if (cpu.timedOut()) {
+        stop = { reason: "budget-time", detail: `wall-time budget of ${maxWallMs} ms used up in code making no BIOS calls`, ...here() };
+        break;
+      }
       noteMode();
       if (m.resetRequested) { stop = { reason: "int19-return", detail: `the guest reset the machine: ${m.resetRequested}`, ...here() }; break; }
-      const pc = m.pcLinear();
-      if (m.u8(pc - 1) !== 0xf4) {
-        // The slice was used up: a slice end sits on an instruction boundary, a HLT leaves EIP after its F4 (an
-        // instruction ending in an F4 byte just before a slice end would pass for a HLT; a stray timer tick at most).
-        if (spinning(pc)) {
-          // No interrupt is delivered while the guest runs (only at HLT): a jump to itself never ends.
-          stop = { reason: "halted", detail: `idle loop: a jump to itself with interrupts ${cpu.reg("EFLAGS") & 0x200 ? "on" : "off"}`, ...here() };
-          break;
+      if (accel.applyPending()) { unexplained = 0; continue; }
+      if (m.u8(m.pcLinear() - 1) !== 0xf4) {
+        if (++unexplained > MAX_UNEXPLAINED_RETURNS) {
+          stop = { reason: "internal-error", detail: "the CPU emulator kept returning without a stop request, HLT or time-out", ...here() };
         }
-        accel.sample();
         continue;
       }
+      unexplained = 0;
       // HLT. With interrupts off nothing wakes the CPU; with them on (real mode), let one timer tick pass and run
       // the guest's timer hook if it installed one.
       if (!(cpu.reg("EFLAGS") & 0x200) || m.protectedMode()) {

@@ -1,9 +1,10 @@
 // Host fast-forward of guest copy/fill loops (REP MOVS/STOS per Intel SDM vol. 2B "MOVS", "STOS", "REP"; GRUB 2's
 // byte-wise grub_memmove loops). Unicorn 2.0.1 sends every guest store through its notdirty slow path (dirty tracking
 // is stubbed out: cpu_physical_memory_is_clean() is always true), about 70 ns a store against 1.5 ns a load, so a
-// boot loader moving tens of MiB byte by byte spends seconds there. Loops are found by sampling the PC when a
-// counted run slice ends; their head then gets a single-address code hook that finishes the loop on the host with the
-// exact architectural result (memory, registers), leaving the guest only the loop's exit test.
+// boot loader moving tens of MiB byte by byte spends seconds there. A loop's head gets a single-address code hook
+// that finishes the loop on the host with the exact architectural result (memory, registers), leaving the guest
+// only the loop's exit test. Loops are found as their code is translated (Cpu newBlock: a loop head starts a
+// translation block), at no cost per execution.
 import type { Cpu } from "./cpu.ts";
 import type { Machine } from "./machine.ts";
 
@@ -12,7 +13,12 @@ const DF = 0x400;
 /** Largest element loop done byte by byte in JS when the overlap makes it differ from memmove. */
 const MAX_SEQUENTIAL = 256 * 2 ** 20;
 /** Most loop heads trapped: every code hook adds a list walk to each hooked instruction's helper call. */
-const MAX_HEADS = 32;
+const MAX_HEADS = 64;
+/**
+ * Shorter REP loops are left to the guest: the trap's JS call and register reads (a few µs) cost more than the
+ * guest's own stores (about 70 ns each) below this many elements.
+ */
+const MIN_ELEMENTS = 32;
 
 interface Idiom {
   name: string;
@@ -20,38 +26,56 @@ interface Idiom {
   bytes: number[];
   /** Finish the loop from the head; returns the bytes written, or -1 if this instance cannot be done on the host. */
   finish(x: LoopAccelerator, s: Seg): number;
+  /** A REP string instruction: ECX counts the elements. */
+  rep?: boolean;
 }
 
 /** DS and ES segment bases of the flat 32-bit code a loop runs in. */
 interface Seg { ds: number; es: number }
 
-export interface LoopAccelStats { loops: string[]; calls: number; bytes: number; declined: number; samples: number }
+/** loops: heads trapped; calls/bytes: loops finished on the host; declined: instances left to the guest; blocks: translation blocks inspected. */
+export interface LoopAccelStats { loops: string[]; calls: number; bytes: number; declined: number; blocks: number }
 
 export class LoopAccelerator {
-  readonly stats: LoopAccelStats = { loops: [], calls: 0, bytes: 0, declined: 0, samples: 0 };
+  readonly stats: LoopAccelStats = { loops: [], calls: 0, bytes: 0, declined: 0, blocks: 0 };
   private heads = new Map<number, Idiom>();
+  /** Heads trapped since the last applyPending(): their translated blocks still lack the trap. */
+  private pending: { head: number; len: number }[] = [];
 
   constructor(readonly cpu: Cpu, readonly m: Machine) {}
 
   /**
-   * After a time slice: if the guest stopped inside a known loop, trap the loop's head. The trap applies from the
-   * next translation of that code, so the translated blocks covering the head are dropped.
+   * A translation block was generated at linear `pc` (Cpu newBlock): if it starts inside a known loop, trap the
+   * loop's head and stop the run (exact: the new block has not executed yet). The run loop then calls
+   * applyPending(), which drops the translated code there so the trap applies, and resumes.
    */
-  sample(): void {
-    this.stats.samples++;
-    if (this.heads.size >= MAX_HEADS || !this.flat32()) return;
-    const pc = this.m.pcLinear();
+  onBlock(pc: number): boolean {
+    this.stats.blocks++;
+    if (this.heads.size >= MAX_HEADS) return false;
+    let seg: Seg | undefined;
     for (const idiom of IDIOMS) {
       for (let back = 0; back < idiom.bytes.length; back++) {
         const head = pc - back;
         if (head < 0 || this.heads.has(head) || !this.matches(head, idiom)) continue;
+        seg ??= this.flat32();
+        if (!seg) return false;
         this.heads.set(head, idiom);
         this.stats.loops.push(`${idiom.name} at ${head.toString(16)}`);
         this.cpu.addCodeHook(head, head, (a) => this.atHead(a));
-        this.cpu.invalidate(head, head + idiom.bytes.length);
-        return;
+        this.pending.push({ head, len: idiom.bytes.length });
+        this.cpu.stop();
+        return true;
       }
     }
+    return false;
+  }
+
+  /** After a stop requested by onBlock: drop the translated blocks covering new heads. True if there were any. */
+  applyPending(): boolean {
+    if (!this.pending.length) return false;
+    for (const p of this.pending) this.cpu.invalidate(p.head, p.head + p.len);
+    this.pending = [];
+    return true;
   }
 
   private matches(at: number, idiom: Idiom): boolean {
@@ -64,7 +88,7 @@ export class LoopAccelerator {
   /** The code hook: the head runs next; finish the loop if the code there is still the idiom in flat 32-bit code. */
   private atHead(at: number): void {
     const idiom = this.heads.get(at);
-    if (!idiom || !this.matches(at, idiom)) return;
+    if (!idiom || (idiom.rep && this.cpu.reg("ECX") < MIN_ELEMENTS) || !this.matches(at, idiom)) return;
     const seg = this.flat32();
     if (!seg) return;
     const n = idiom.finish(this, seg);
@@ -166,11 +190,11 @@ function repStos(size: number): Idiom["finish"] {
 }
 
 const IDIOMS: Idiom[] = [
-  { name: "rep movsb", bytes: [0xf3, 0xa4], finish: repMovs(1) },
-  { name: "rep movsd", bytes: [0xf3, 0xa5], finish: repMovs(4) },
-  { name: "rep movsw", bytes: [0x66, 0xf3, 0xa5], finish: repMovs(2) },
-  { name: "rep stosb", bytes: [0xf3, 0xaa], finish: repStos(1) },
-  { name: "rep stosd", bytes: [0xf3, 0xab], finish: repStos(4) },
+  { name: "rep movsb", rep: true, bytes: [0xf3, 0xa4], finish: repMovs(1) },
+  { name: "rep movsd", rep: true, bytes: [0xf3, 0xa5], finish: repMovs(4) },
+  { name: "rep movsw", rep: true, bytes: [0x66, 0xf3, 0xa5], finish: repMovs(2) },
+  { name: "rep stosb", rep: true, bytes: [0xf3, 0xaa], finish: repStos(1) },
+  { name: "rep stosd", rep: true, bytes: [0xf3, 0xab], finish: repStos(4) },
   {
     // GRUB 2 grub_memmove, forward (dest < src), gcc -Os:  H: cmp ecx,edi ; je out ; movsb ; jmp H
     // (ECX holds the end of dest). Finish: copy up to EDI = ECX; the guest's cmp/je then leaves the loop.

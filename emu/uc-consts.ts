@@ -95,6 +95,12 @@ export const UC_PROT_WRITE = 2;
 export const UC_PROT_EXEC = 4;
 export const UC_PROT_ALL = 7;
 
+/** unicorn.h: enum uc_query_type */
+export const UC_QUERY_MODE = 1;
+export const UC_QUERY_PAGE_SIZE = 2;
+export const UC_QUERY_ARCH = 3;
+export const UC_QUERY_TIMEOUT = 4;
+
 /** x86.h: enum uc_x86_reg */
 export const X86_REG = {
   INVALID: 0,

@@ -40,12 +40,16 @@ export interface UcApi {
   uc_hook_add_intr(uc: unknown, hh: unknown[], type: number, cb: unknown, user: null, begin: number, end: number): number;
   uc_hook_add_code(uc: unknown, hh: unknown[], type: number, cb: unknown, user: number, begin: number | bigint, end: number | bigint): number;
   uc_hook_add_insn(uc: unknown, hh: unknown[], type: number, cb: unknown, user: null, begin: number, end: number, ...extra: unknown[]): number;
+  uc_hook_add_edge(uc: unknown, hh: unknown[], type: number, cb: unknown, user: null, begin: number | bigint, end: number | bigint): number;
   uc_hook_del(uc: unknown, hh: unknown): number;
+  uc_query(uc: unknown, type: number, result: Buffer): number;
   uc_ctl(uc: unknown, control: number, ...args: unknown[]): number;
   /** uc_ctl with two uint64 arguments, bound without varargs (koffi's variadic calls cost microseconds). */
   uc_ctl_2u64(uc: unknown, control: number, a: bigint, b: bigint): number;
   /** Callback prototypes for koffi.register. */
-  protos: { intr: any; code: any; insnIn: any; insnOut: any; cpuid: any };
+  protos: { intr: any; code: any; insnIn: any; insnOut: any; cpuid: any; edge: any };
+  /** struct uc_tb (the translation blocks an UC_HOOK_EDGE_GENERATED callback receives). */
+  ucTb: any;
   koffi: typeof koffi;
 }
 
@@ -73,6 +77,8 @@ export function unicorn(): UcApi {
   const insnIn = koffi.proto("uint32_t UcHookIn(uc_engine *uc, uint32_t port, int size, void *user)");
   const insnOut = koffi.proto("void UcHookOut(uc_engine *uc, uint32_t port, int size, uint32_t value, void *user)");
   const cpuid = koffi.proto("int UcHookCpuid(uc_engine *uc, void *user)");
+  const ucTb = koffi.struct("uc_tb", { pc: "uint64_t", icount: "uint16_t", size: "uint16_t" });
+  const edge = koffi.proto("void UcHookEdge(uc_engine *uc, uc_tb *cur, uc_tb *prev, void *user)");
   try {
     api = {
       uc_open: lib.func("int uc_open(int arch, int mode, _Out_ uc_engine **uc)"),
@@ -92,11 +98,15 @@ export function unicorn(): UcApi {
       uc_hook_add_code: lib.func("uc_hook_add", "int", ["uc_engine *", koffi.out(koffi.pointer("size_t")), "int",
         koffi.pointer(code), "uintptr_t", "uint64_t", "uint64_t"]),
       uc_hook_add_insn: lib.func("int uc_hook_add(uc_engine *uc, _Out_ size_t *hh, int type, void *cb, void *user, uint64_t begin, uint64_t end, ...)"),
+      uc_hook_add_edge: lib.func("uc_hook_add", "int", ["uc_engine *", koffi.out(koffi.pointer("size_t")), "int",
+        koffi.pointer(edge), "void *", "uint64_t", "uint64_t"]),
       uc_hook_del: lib.func("int uc_hook_del(uc_engine *uc, size_t hh)"),
+      uc_query: lib.func("int uc_query(uc_engine *uc, int type, void *result)"),
       uc_ctl: lib.func("int uc_ctl(uc_engine *uc, int control, ...)"),
       // Same symbol: on x86-64 System V and Win64 integer varargs are passed like fixed arguments.
       uc_ctl_2u64: lib.func("uc_ctl", "int", ["uc_engine *", "int", "uint64_t", "uint64_t"]),
-      protos: { intr, code, insnIn, insnOut, cpuid },
+      protos: { intr, code, insnIn, insnOut, cpuid, edge },
+      ucTb,
       koffi,
     } as UcApi;
   } catch (e) {

@@ -16,6 +16,7 @@ const WANT: { header: string; enumName: string; keep?: (n: string) => boolean }[
   { header: "unicorn.h", enumName: "uc_hook_type" },
   { header: "unicorn.h", enumName: "uc_control_type" },
   { header: "unicorn.h", enumName: "uc_prot" },
+  { header: "unicorn.h", enumName: "uc_query_type" },
   { header: "x86.h", enumName: "uc_x86_reg" },
   // Only the instructions UC_HOOK_INSN supports on x86 (the full list has ~1 300 members).
   { header: "x86.h", enumName: "uc_x86_insn", keep: (n) => /^UC_X86_INS_(IN|OUT|CPUID|SYSCALL|SYSENTER|RDTSC|HLT)$/.test(n) },

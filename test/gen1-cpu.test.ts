@@ -64,3 +64,49 @@ describe("Cpu (Unicorn via koffi)", () => {
     }
   });
 });
+
+describe("Cpu newBlock hook and time-outs", () => {
+  it("reports each translated block once, before it runs; a stop there is exact and resumable", () => {
+    const blocks: number[] = [];
+    let stopAt = -1;
+    const cpu = createCpu(1 << 20, {
+      newBlock(pc) { blocks.push(pc); if (pc === stopAt) cpu.stop(); },
+    });
+    try {
+      // 7C00: mov cx,3 ; 7C03: l: inc word [0x1000] ; dec cx ; jnz l ; 7C0A: inc word [0x1002] ; hlt
+      cpu.write(0x7c00, Buffer.from([0xb9, 0x03, 0x00, 0xff, 0x06, 0x00, 0x10, 0x49, 0x75, 0xf9, 0xff, 0x06, 0x02, 0x10, 0xf4]));
+      stopAt = 0x7c0a;
+      cpu.setReg("CS", 0); cpu.setReg("EIP", 0x7c00);
+      expect(cpu.run(0, 5_000_000).err).toBe(0);
+      expect(cpu.timedOut()).toBe(false);
+      expect(cpu.reg("EIP")).toBe(0x7c0a);                        // stopped before the new block ran
+      expect(cpu.ram.readUInt16LE(0x1000)).toBe(3);
+      expect(cpu.ram.readUInt16LE(0x1002)).toBe(0);
+      stopAt = -1;
+      expect(cpu.run(0, 5_000_000).err).toBe(0);                   // resumes there: the block runs once
+      expect(cpu.reg("EIP")).toBe(0x7c0f);
+      expect(cpu.ram.readUInt16LE(0x1002)).toBe(1);
+      expect(blocks.filter((b) => b === 0x7c03).length).toBe(1);   // the loop body, translated once, ran twice more
+      expect(blocks).toContain(0x7c0a);
+    } finally {
+      cpu.close();
+    }
+  });
+
+  it("says when a run ended by its time-out rather than by HLT", () => {
+    const cpu = createCpu(1 << 20, {});
+    try {
+      cpu.write(0x7c00, Buffer.from([0xeb, 0xfe]));              // jmp $
+      cpu.setReg("CS", 0); cpu.setReg("EIP", 0x7c00);
+      cpu.run(0, 20_000);
+      expect(cpu.timedOut()).toBe(true);
+      cpu.write(0x7c00, Buffer.from([0xf4]));
+      cpu.setReg("EIP", 0x7c00);
+      cpu.run(0, 5_000_000);
+      expect(cpu.timedOut()).toBe(false);
+      expect(cpu.reg("EIP")).toBe(0x7c01);
+    } finally {
+      cpu.close();
+    }
+  });
+});
