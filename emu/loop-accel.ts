@@ -126,7 +126,7 @@ export class LoopAccelerator {
     const ram = this.m.ram;
     const disjoint = dstLo + len <= srcLo || srcLo + len <= dstLo;
     if (disjoint || (!down && dstLo <= srcLo) || (down && dstLo >= srcLo)) {
-      memmoveSparse(ram, dstLo, srcLo, len);              // memmove gives the same bytes as the CPU's order here
+      ram.copyWithin(dstLo, srcLo, srcLo + len);          // memmove gives the same bytes as the CPU's order here
     } else {
       if (len > MAX_SEQUENTIAL) return false;
       const el = new Uint8Array(size);
@@ -147,46 +147,13 @@ export class LoopAccelerator {
     if (!this.inRam(lo, len)) return false;
     const pat = Buffer.alloc(4);
     pat.writeUInt32LE(value >>> 0, 0);
-    if ((value & (size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff)) === 0) fillZeroSparse(this.m.ram, lo, len);
-    else this.m.ram.fill(pat.subarray(0, size), lo, lo + len);
+    this.m.ram.fill(pat.subarray(0, size), lo, lo + len);
     this.cpu.invalidate(lo, lo + len);
     return true;
   }
 
   private inRam(lo: number, len: number): boolean {
     return lo >= 0 && lo + len <= this.m.ram.length && lo + len <= 2 ** 32;
-  }
-}
-
-/**
- * Chunk of the sparse copy and fill: a chunk that is zero at both ends is left alone. Boot loaders move and clear
- * whole load areas (GRUB's relocator moves the kernel's 60 MiB init_size area) that are mostly untouched memory; on
- * these VMs the first write to a fresh page costs far more than the copy (63 MiB: 140 ms against 4 ms).
- */
-const SPARSE_CHUNK = 64 * 1024;
-const ZERO_CHUNK = Buffer.alloc(SPARSE_CHUNK);
-
-const isZero = (b: Buffer, at: number, n: number): boolean => b.compare(ZERO_CHUNK, 0, n, at, at + n) === 0;
-
-/** memmove(dst, src, len) within `b`, skipping chunks whose source and destination are both all zero. */
-export function memmoveSparse(b: Buffer, dst: number, src: number, len: number): void {
-  if (len < 2 * SPARSE_CHUNK) { b.copyWithin(dst, src, src + len); return; }
-  // Chunks in the order that never overwrites a source chunk not yet copied (as memmove does).
-  const n = Math.ceil(len / SPARSE_CHUNK);
-  for (let k = 0; k < n; k++) {
-    const i = dst <= src ? k : n - 1 - k;
-    const off = i * SPARSE_CHUNK, m = Math.min(SPARSE_CHUNK, len - off);
-    if (isZero(b, src + off, m) && isZero(b, dst + off, m)) continue;
-    b.copyWithin(dst + off, src + off, src + off + m);
-  }
-}
-
-/** Zero `len` bytes at `at`, leaving chunks that are already zero untouched. */
-export function fillZeroSparse(b: Buffer, at: number, len: number): void {
-  if (len < 2 * SPARSE_CHUNK) { b.fill(0, at, at + len); return; }
-  for (let off = 0; off < len; off += SPARSE_CHUNK) {
-    const m = Math.min(SPARSE_CHUNK, len - off);
-    if (!isZero(b, at + off, m)) b.fill(0, at + off, at + off + m);
   }
 }
 
