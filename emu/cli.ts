@@ -14,7 +14,7 @@ import type { SecureBootMode } from "../firmware-stubs/secureboot.ts";
 import { EXIT } from "./verdict.ts";
 import { VERSION } from "./version.ts";
 import { runDemo } from "./demo.ts";
-import { loadDisassembler } from "./disasm.ts";
+import { finishDisassembly, loadDisassembler } from "./disasm.ts";
 import { formatCheck, formatInspect, inspectDoc, terminalPaint } from "./report-text.ts";
 import { writeHtmlReport } from "./report-html.ts";
 import { openTrace } from "./trace-ndjson.ts";
@@ -150,7 +150,8 @@ function build(setExit: (c: number) => void): Command {
         return;
       }
       const image = images[0];
-      await loadDisassembler();
+      // Capstone compiles in the background while the guest runs; the windows are disassembled after the check.
+      void loadDisassembler();
       const tracer = o.trace ? openTrace(o.trace, image, { format: o.format, allowDirs: o.allowDir }) : undefined;
       let doc;
       try {
@@ -161,6 +162,7 @@ function build(setExit: (c: number) => void): Command {
         const err = tracer?.close();
         if (err) process.stderr.write(`bootgate: the trace ${o.trace} is incomplete: ${err.message}\n`);
       }
+      await finishDisassembly();
       if (o.json) writeJson(o.json, doc);
       if (o.html) writeHtmlReport(o.html, doc, { format: o.format, allowDirs: o.allowDir }, tracer?.index);
       if (!o.quiet && o.json !== "-") writeOut(formatCheck(doc, terminalPaint(process.stdout)));

@@ -1,6 +1,7 @@
 // Disassembly of trace windows with Capstone (@alexaltea/capstone-js, wasm). Used only for the few instructions
-// around a stop (about 13 us an instruction). The wasm factory is asynchronous and costs ~0.2 s, so it is
-// loaded on demand by callers that will emulate (loadDisassembler) rather than at start-up.
+// around a stop (about 13 us an instruction). The wasm factory is asynchronous and costs ~0.15 s, so callers that
+// will emulate start loading it (loadDisassembler) without waiting, emulate (synchronously, while the wasm compiles
+// on V8's background threads), then await finishDisassembly(), which fills in the windows disassembled meanwhile.
 import { createRequire } from "node:module";
 
 export interface DisasmLine { address: string; bytes: string; text: string }
@@ -28,12 +29,30 @@ export function loadDisassembler(): Promise<void> {
   return loading;
 }
 
+/** Windows disassembled before Capstone was ready: filled in place by finishDisassembly(). */
+const deferred: { lines: DisasmLine[]; code: Uint8Array; address: number; bits: 16 | 32 | 64; max: number }[] = [];
+
+/**
+ * Wait for Capstone (started by loadDisassembler) and disassemble, in place, every window produced before it was
+ * ready; the arrays disassemble() returned then hold the instructions. Without Capstone they keep the raw bytes and
+ * the reason.
+ */
+export async function finishDisassembly(): Promise<void> {
+  await loadDisassembler();
+  for (const d of deferred.splice(0)) d.lines.splice(0, d.lines.length, ...disassemble(d.code, d.address, d.bits, d.max));
+}
+
 /**
  * Disassemble `code` located at linear `address` in 16-, 32- or 64-bit mode; at most `max` instructions. Without
- * Capstone every line shows the raw bytes and says why.
+ * Capstone every line shows the raw bytes and says why; while it is still loading, the returned array is filled in
+ * by finishDisassembly().
  */
 export function disassemble(code: Uint8Array, address: number, bits: 16 | 32 | 64, max = 32): DisasmLine[] {
-  if (!cs) return [{ address: address.toString(16), bytes: Buffer.from(code).toString("hex"), text: `(no disassembler: ${loadError})` }];
+  if (!cs) {
+    const lines = [{ address: address.toString(16), bytes: Buffer.from(code).toString("hex"), text: `(no disassembler: ${loadError})` }];
+    if (loading && loadError && deferred.length < 64) deferred.push({ lines, code: Uint8Array.from(code), address, bits, max });
+    return lines;
+  }
   const d = new cs.Capstone(cs.ARCH_X86, bits === 16 ? cs.MODE_16 : bits === 64 ? cs.MODE_64 : cs.MODE_32);
   try {
     let insns: CsInsn[];
