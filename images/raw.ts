@@ -11,9 +11,8 @@ export const rawDriver: ContainerDriver = {
     return {
       info: { format: "raw", path: src.path, fileSize: src.size, virtualSize: src.size, sectorSize: 512, findings: [] },
       readInto(dst, offset) {
-        const b = src.readUpTo(offset, dst.length);
-        b.copy(dst, 0);
-        if (b.length < dst.length) dst.fill(0, b.length);
+        const n = src.readInto(dst, offset);
+        if (n < dst.length) dst.fill(0, n);
       },
       close: () => src.close(),
     };

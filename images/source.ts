@@ -11,6 +11,8 @@ export interface ByteSource {
   read(offset: number, length: number, what?: string): Buffer;
   /** Up to `length` bytes; shorter at end of file (for probing). */
   readUpTo(offset: number, length: number): Buffer;
+  /** Up to `dst.length` bytes at `offset` straight into `dst`; returns how many (fewer only at end of file). */
+  readInto(dst: Uint8Array, offset: number): number;
   close(): void;
 }
 
@@ -37,20 +39,26 @@ export class FileSource implements ByteSource {
 
   readUpTo(offset: number, length: number): Buffer {
     if (offset >= this.size || length <= 0) return Buffer.alloc(0);
-    const n = Math.min(length, this.size - offset);
-    const buf = Buffer.alloc(n);
+    const buf = Buffer.alloc(Math.min(length, this.size - offset));
+    const done = this.readInto(buf, offset);
+    return done === buf.length ? buf : buf.subarray(0, done);
+  }
+
+  readInto(dst: Uint8Array, offset: number): number {
+    if (offset >= this.size || dst.length === 0) return 0;
+    const n = Math.min(dst.length, this.size - offset);
     let done = 0;
     while (done < n) {
       let got: number;
       try {
-        got = fs.readSync(this.fd, buf, done, n - done, offset + done);
+        got = fs.readSync(this.fd, dst, done, n - done, offset + done);
       } catch (e) {
         throw new ImageError("E_IO_READ", "io", `read error in ${this.path} at ${offset + done}: ${(e as Error).message}`);
       }
       if (got === 0) break;
       done += got;
     }
-    return done === n ? buf : buf.subarray(0, done);
+    return done;
   }
 
   read(offset: number, length: number, what = "data"): Buffer {

@@ -287,7 +287,10 @@ export const vhdDriver: ContainerDriver = {
       }
       return {
         info,
-        readInto(dst, offset) { src.read(offset, dst.length, "VHD data").copy(dst); },
+        readInto(dst, offset) {
+          // Checked above: the data area lies inside the file, so a short read is the file shrinking under us.
+          if (src.readInto(dst, offset) !== dst.length) throw truncated("E_TRUNCATED", `${file}: short read of VHD data at byte ${offset}`);
+        },
         close: () => src.close(),
       };
     }

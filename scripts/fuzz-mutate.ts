@@ -159,6 +159,13 @@ export function mutatedSource(m: Mutated, name: string, log?: [number, number][]
       log?.push([offset, length]);
       return readMutated(m, offset, length);
     },
+    readInto(dst, offset) {
+      if (offset >= m.size || dst.length === 0) return 0;
+      log?.push([offset, dst.length]);
+      const b = readMutated(m, offset, Math.min(dst.length, m.size - offset));
+      dst.set(b);
+      return b.length;
+    },
     read(offset, length, what = "data") {
       if (offset < 0 || length < 0 || !Number.isSafeInteger(offset + length) || offset + length > m.size) {
         throw truncated("E_TRUNCATED", `${name}: ${what} at byte ${offset} (+${length}) lies past the end of the file (${m.size} bytes)`);
