@@ -62,9 +62,8 @@ const K = Uint32Array.from([
   0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
   0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 ]);
-const K_BYTES = Buffer.from(K.buffer, K.byteOffset, K.byteLength);   // little-endian host: the table as it sits in .data
-/** SHA-1 constants (FIPS 180-4 section 4.2.1). */
-const K1 = [0x5a827999, 0x6ed9eba1, 0x8f1bbcdc, 0xca62c1d6];
+const K_BYTES = Buffer.from(K.buffer, K.byteOffset, K.byteLength);
+const K32 = new Int32Array(K.buffer, K.byteOffset, K.length);   // little-endian host: the table as it sits in .data
 /** Most blocks one call may hash (1 GiB), and most regions scanned / functions hooked. */
 const MAX_BLOCKS = 2 ** 24;
 const MAX_SCAN_BYTES = 32 * 2 ** 20;
@@ -86,7 +85,7 @@ export interface LastBlock {
  * Returns the last block's schedule and working variables (reused buffers: copy them to keep them).
  */
 export function sha256Blocks(h: Uint32Array, data: Uint8Array, off: number, blocks: number): LastBlock {
-  const w = LAST256.w, v = LAST256.vars;
+  const w = W32, v = LAST256.vars, k = K32;
   for (let n = 0; n < blocks; n++, off += 64) {
     LAST256.start.set(h);
     loadBlock(w, data, off);
@@ -99,21 +98,22 @@ export function sha256Blocks(h: Uint32Array, data: Uint8Array, off: number, bloc
     let a = h[0] | 0, b = h[1] | 0, c = h[2] | 0, d = h[3] | 0, e = h[4] | 0, f = h[5] | 0, g = h[6] | 0, hh = h[7] | 0;
     for (let t = 0; t < 64; t++) {
       const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-      const t1 = (hh + S1 + ((e & f) ^ (~e & g)) + K[t] + w[t]) | 0;
+      const t1 = (hh + S1 + ((e & f) ^ (~e & g)) + k[t] + w[t]) | 0;
       const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
       const t2 = (S0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
       hh = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
     }
     v[0] = a; v[1] = b; v[2] = c; v[3] = d; v[4] = e; v[5] = f; v[6] = g; v[7] = hh;
-    for (let i = 0; i < 8; i++) h[i] = h[i] + v[i];
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
   }
+  LAST256.w.set(w.subarray(0, 64));
   return LAST256;
 }
 const LAST256: LastBlock = { start: new Uint32Array(8), vars: new Uint32Array(8), w: new Uint32Array(64) };
 
 /** FIPS 180-4 6.1.2 over `blocks` 64-byte blocks, updating `h` (5 words) in place; as sha256Blocks. */
 export function sha1Blocks(h: Uint32Array, data: Uint8Array, off: number, blocks: number): LastBlock {
-  const w = LAST1.w, v = LAST1.vars;
+  const w = W32, v = LAST1.vars;
   for (let n = 0; n < blocks; n++, off += 64) {
     LAST1.start.set(h);
     loadBlock(w, data, off);
@@ -122,20 +122,36 @@ export function sha1Blocks(h: Uint32Array, data: Uint8Array, off: number, blocks
       w[t] = (x << 1) | (x >>> 31);
     }
     let a = h[0] | 0, b = h[1] | 0, c = h[2] | 0, d = h[3] | 0, e = h[4] | 0;
-    for (let t = 0; t < 80; t++) {
-      const f = t < 20 ? (b & c) ^ (~b & d) : t < 40 || t >= 60 ? b ^ c ^ d : (b & c) ^ (b & d) ^ (c & d);
-      const T = (((a << 5) | (a >>> 27)) + f + e + K1[(t / 20) | 0] + w[t]) | 0;
+    // The four 20-round stages, each with its own function and constant (FIPS 180-4 4.1.1, 4.2.1).
+    for (let t = 0; t < 20; t++) {
+      const T = (((a << 5) | (a >>> 27)) + ((b & c) ^ (~b & d)) + e + 0x5a827999 + w[t]) | 0;
+      e = d; d = c; c = (b << 30) | (b >>> 2); b = a; a = T;
+    }
+    for (let t = 20; t < 40; t++) {
+      const T = (((a << 5) | (a >>> 27)) + (b ^ c ^ d) + e + 0x6ed9eba1 + w[t]) | 0;
+      e = d; d = c; c = (b << 30) | (b >>> 2); b = a; a = T;
+    }
+    for (let t = 40; t < 60; t++) {
+      const T = (((a << 5) | (a >>> 27)) + ((b & c) ^ (b & d) ^ (c & d)) + e + (0x8f1bbcdc | 0) + w[t]) | 0;
+      e = d; d = c; c = (b << 30) | (b >>> 2); b = a; a = T;
+    }
+    for (let t = 60; t < 80; t++) {
+      const T = (((a << 5) | (a >>> 27)) + (b ^ c ^ d) + e + (0xca62c1d6 | 0) + w[t]) | 0;
       e = d; d = c; c = (b << 30) | (b >>> 2); b = a; a = T;
     }
     v[0] = a; v[1] = b; v[2] = c; v[3] = d; v[4] = e;
-    for (let i = 0; i < 5; i++) h[i] = h[i] + v[i];
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e;
   }
+  LAST1.w.set(w.subarray(0, 80));
   return LAST1;
 }
 const LAST1: LastBlock = { start: new Uint32Array(5), vars: new Uint32Array(5), w: new Uint32Array(80) };
 
 /** W[0..15]: the block's big-endian words (FIPS 180-4 5.2.1). */
-function loadBlock(w: Uint32Array, data: Uint8Array, off: number): void {
+/** Message schedule scratch as int32 (V8 keeps int32 arithmetic unboxed; uint32 reads above 2^31 become doubles). */
+const W32 = new Int32Array(80);
+
+function loadBlock(w: Int32Array, data: Uint8Array, off: number): void {
   for (let t = 0; t < 16; t++) {
     const p = off + 4 * t;
     w[t] = (data[p] << 24) | (data[p + 1] << 16) | (data[p + 2] << 8) | data[p + 3];
