@@ -28,7 +28,7 @@ import { GEN1_DEFAULT_MAX_EVENTS, GEN1_DEFAULT_MAX_WALL_MS, GUEST_RAM_MIB_DEFAUL
 export interface Gen1Options {
   /**
    * Work budget: BIOS calls plus port accesses (default 5 000 000). Guest instructions are not budgeted: a loop
-   * without any I/O ends at the wall-time budget, checked every SLICE_INSTRUCTIONS instructions.
+   * without any I/O ends at the wall-time budget (the CPU run's time-out).
    */
   maxEvents?: number;
   /** Accepted for compatibility; converted to an event budget of maxInstructions / 100. */
@@ -50,6 +50,13 @@ export interface Gen1Options {
   traceBlocks?: number;
   /** Receives every trace event as it happens (check --trace; emu/trace-ndjson.ts). */
   traceSink?: TraceSink;
+  /**
+   * Finish guest copy/fill loops on the host (default true; emu/loop-accel.ts). Off only to check the accelerators
+   * against the guest's own code (differential tests) or to debug one: the run is then several times slower.
+   */
+  accelerate?: boolean;
+  /** Called with the CPU after the run, before it is closed (tests inspect the final guest state). */
+  inspect?: (cpu: Cpu) => void;
 }
 
 export type Gen1Stage = "image" | "firmware" | "bootloader" | "kernel";
@@ -266,7 +273,7 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
           detail: `the boot code jumped into empty memory at ${hex4(where.cs)}:${hex4(where.ip)} (zero bytes: nothing was loaded there)` });
         return;
       }
-      accel.onBlock(pc);
+      if (opts.accelerate !== false) accel.onBlock(pc);
     };
     const codeDescriptor = (): number => cpu.mmr("GDTR").base + (cpu.reg("CS") & 0xfff8);
     let unexplained = 0;
@@ -388,6 +395,7 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
       verdict: "inconclusive", screen: screenLines(bios),
     };
   } finally {
+    opts.inspect?.(cpu);
     cpu.close();
   }
 }

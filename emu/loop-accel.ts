@@ -30,8 +30,8 @@ interface Idiom {
   rep?: boolean;
 }
 
-/** DS and ES segment bases of the flat 32-bit code a loop runs in. */
-interface Seg { ds: number; es: number }
+/** DS, ES and SS segment bases of the flat 32-bit code a loop runs in. */
+interface Seg { ds: number; es: number; ss: number }
 
 /** loops: heads trapped; calls/bytes: loops finished on the host; declined: instances left to the guest; blocks: translation blocks inspected. */
 export interface LoopAccelStats { loops: string[]; calls: number; bytes: number; declined: number; blocks: number }
@@ -112,7 +112,7 @@ export class LoopAccelerator {
     };
     const cs = desc(c.reg("CS"));
     if (cs === undefined || (m.u8(cs + 6) & 0x40) === 0) return undefined;
-    return { ds: base(c.reg("DS")), es: base(c.reg("ES")) };
+    return { ds: base(c.reg("DS")), es: base(c.reg("ES")), ss: base(c.reg("SS")) };
   }
 
   /**
@@ -225,6 +225,26 @@ const IDIOMS: Idiom[] = [
       c.setReg("ECX", 0);
       c.setReg("DL", x.m.ram[dst]);
       return n;
+    },
+  },
+  {
+    // GRUB 2 grub_memset, the aligned dword part (gcc -Os):  H: mov edi,esi ; sub edi,edx ; cmp edi,3 ; jbe out ;
+    // mov edi,[ebp-14h] ; mov [edx],edi ; add edx,4 ; jmp H  (ESI = end, EDX = p, [ebp-14h] = the byte pattern x4).
+    // Finish: store the pattern while end - p > 3 (unsigned), EDX past the last store; the guest's head then leaves.
+    name: "grub_memset dword loop", bytes: [0x89, 0xf7, 0x29, 0xd7, 0x83, 0xff, 0x03, 0x76, -1, 0x8b, 0x7d, 0xec, 0x89, 0x3a,
+      0x83, 0xc2, 0x04, 0xeb, 0xed],
+    finish: (x, s) => {
+      const c = x.cpu;
+      const edx = c.reg("EDX"), left = (c.reg("ESI") - edx) >>> 0;
+      if (left <= 3) return 0;
+      const n = Math.floor(left / 4);
+      const at = (s.ss + c.reg("EBP") - 0x14) >>> 0;
+      if (at + 4 > x.m.ram.length) return -1;
+      const value = x.m.ram.readUInt32LE(at);
+      if (!x.fill(s.ds + edx, n, 4, value, false)) return -1;
+      c.setReg("EDX", (edx + 4 * n) >>> 0);
+      c.setReg("EDI", value);
+      return 4 * n;
     },
   },
 ];

@@ -1,6 +1,5 @@
 // GRUB 2 (Debian boot.img + core.img in the MBR gap, ext4 /boot) booting a real Debian kernel to the hand-off, and a
-// grub.cfg menu whose 5 s timeout expires through virtual time. Slow: GRUB's loading of an 8 MB kernel takes
-// 10-20 s under Unicorn 2.0.1 (see the report in emu/gen1.ts); the times are printed.
+// grub.cfg menu whose 5 s timeout expires through virtual time. The times are printed (about a second each here).
 import { beforeAll, describe, expect, it } from "vitest";
 import { runGen1 } from "../emu/gen1.ts";
 import { ensureGen1Fixtures, fixture } from "./gen1-fixtures.ts";
