@@ -6,7 +6,8 @@ import type { BlockDevice } from "../images/block.ts";
 import { finding, type Finding } from "./findings.ts";
 import "./gen1-findings.ts";
 import { createCpu, type Cpu } from "./cpu.ts";
-import { LoopAccelerator } from "./loop-accel.ts";
+import { LoopAccelerator, type LoopAccelStats } from "./loop-accel.ts";
+import { installGrubLzmaAccel, type GrubLzmaStats } from "./gen1-lzma.ts";
 import { Machine, MEM } from "./machine.ts";
 import { NS_IDLE_SKIP } from "./clock.ts";
 import type { Stop } from "./stop.ts";
@@ -76,6 +77,8 @@ export interface Gen1Result {
   stats: { instructions: number; events: number; wallMs: number; diskReads: number; sectorsRead: number; intCalls: number;
     modeSwitches: number; virtualMs: number };
   readLog: { lba: number; count: number }[];
+  /** What the host accelerators did (not part of the verdict document: it depends on nothing the user can act on). */
+  accel?: { loops: LoopAccelStats; grubLzma?: GrubLzmaStats };
   trace: { events: TraceEvent[]; stages: TraceEvent[]; window?: { at: string; mode: string; lines: DisasmLine[]; registers?: Record<string, string> };
     unknownPorts: Record<string, number>;
     /** The last basic blocks executed (linear address in hex, size in bytes), with opts.traceBlocks only. */
@@ -143,6 +146,8 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
     m = new Machine(cpu, memoryMiB * 2 ** 20, Math.min(1_000_000, Math.max(16, opts.traceEvents ?? 256)));
     if (opts.traceSink) m.trace.sink = opts.traceSink;
     const accel = new LoopAccelerator(cpu, m);
+    // GRUB i386-pc's core.img decompressor finished on the host (its own LZMA decoder is store-bound: ~0.3 s).
+    const grubLzma = opts.accelerate !== false ? installGrubLzmaAccel(cpu, m) : undefined;
     const traceBlocks = Math.min(100_000, Math.max(0, Math.floor(opts.traceBlocks ?? 0)));
     if (traceBlocks > 0) {
       m.trace.keepBlocks(traceBlocks);
@@ -335,6 +340,7 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
         stats: { instructions: -1, events: bios.intCalls + m.portAccesses, wallMs: Math.round(performance.now() - t0), diskReads: bios.diskReads, sectorsRead: bios.sectorsRead,
           intCalls: bios.intCalls, modeSwitches, virtualMs: Math.round(m.clock.now / 1e6) },
         readLog,
+        accel: { loops: accel.stats, ...(grubLzma ? { grubLzma: grubLzma.stats } : {}) },
         trace: { events: m.trace.lastEvents(), stages: m.trace.stageEvents(), window: stopWindow(s), unknownPorts: m.unknownPortCounts(),
           ...(traceBlocks > 0 ? { blocks: m.trace.lastBlocks().map((b) => ({ address: b.address.toString(16).padStart(5, "0"), size: b.size })) } : {}) },
       };

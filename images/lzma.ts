@@ -110,6 +110,15 @@ class LzmaDecoder {
     if (this.code === this.range) throw corrupt("E_LZMA_RANGE", `${this.what}: range coder starts in an impossible state`);
   }
 
+  /** The coder's state and probability models as they stand (references to the live arrays; raw LZMA callers). */
+  snapshot(): LzmaSnapshot {
+    const len = (d: LenDecoder) => ({ choice: d.choice, low: d.low, mid: d.mid, high: d.high });
+    return { range: this.range, code: this.code, state: this.state, reps: [this.rep0, this.rep1, this.rep2, this.rep3],
+      probs: { literal: this.literal, isMatch: this.isMatch, isRep: this.isRep, isRepG0: this.isRepG0, isRepG1: this.isRepG1,
+        isRepG2: this.isRepG2, isRep0Long: this.isRep0Long, posSlot: this.posSlot, posSpecial: this.posSpecial,
+        align: this.align, len: len(this.lenDec), repLen: len(this.repLenDec) } };
+  }
+
   /** True when the range coder ended cleanly (code 0, as every encoder flushes it). */
   rangeFinished(): boolean { return this.code === 0; }
 
@@ -270,6 +279,41 @@ class LzmaDecoder {
 }
 
 export interface DecodeResult { data: Buffer; consumed: number }
+
+/**
+ * The decoder's state after a raw decode. Distances are 0-based (LzmaSpec); posSpecial[i] is LzmaSpec's
+ * PosDecoders[i - 1] (index 0 unused); a length coder's low/mid are 16 position states of 8 probabilities each.
+ */
+export interface LzmaSnapshot {
+  range: number; code: number; state: number; reps: [number, number, number, number];
+  probs: { literal: Uint16Array; isMatch: Uint16Array; isRep: Uint16Array; isRepG0: Uint16Array; isRepG1: Uint16Array;
+    isRepG2: Uint16Array; isRep0Long: Uint16Array; posSlot: Uint16Array; posSpecial: Uint16Array; align: Uint16Array;
+    len: { choice: Uint16Array; low: Uint16Array; mid: Uint16Array; high: Uint16Array };
+    repLen: { choice: Uint16Array; low: Uint16Array; mid: Uint16Array; high: Uint16Array } };
+}
+
+/**
+ * Raw LZMA1 (no header): `size` bytes exactly from inp[start, end) with properties lc/lp/pb and a dictionary of
+ * `dictSize` bytes, no end marker (an end marker, a match past `size` or before the data throws ImageError).
+ * For boot loaders that store headerless streams (GRUB's i386-pc core.img). Returns the coder's final state too.
+ */
+export function decodeLzmaRaw(inp: Uint8Array, start: number, end: number,
+  o: { lc: number; lp: number; pb: number; dictSize: number; size: number; what?: string }): DecodeResult & { end: LzmaSnapshot } {
+  const what = o.what ?? "lzma";
+  if (!(o.lc >= 0 && o.lc <= 8 && o.lp >= 0 && o.lp <= 4 && o.pb >= 0 && o.pb <= 4)) {
+    throw corrupt("E_LZMA_PROPS", `${what}: LZMA properties lc=${o.lc} lp=${o.lp} pb=${o.pb} out of range`);
+  }
+  if (o.dictSize > MAX_LZMA_DICT) throw overLimit("E_LZMA_DICT", `${what}: dictionary of ${o.dictSize} bytes is over the ${MAX_LZMA_DICT}-byte limit`);
+  if (!(start >= 0 && start <= end && end <= inp.length)) throw truncated("E_LZMA_TRUNCATED", `${what}: input range ${start}..${end} outside ${inp.length} bytes`);
+  const out = new BoundedOutput(o.size, what, Math.max(o.size, 1));
+  const d = new LzmaDecoder(out, what);
+  d.setProps((o.pb * 5 + o.lp) * 9 + o.lc);
+  d.dictSize = Math.max(o.dictSize, 1);
+  d.resetState();
+  d.initRange(inp, start, end);
+  d.run(o.size, false);
+  return { data: out.result(), consumed: d.ip - start, end: d.snapshot() };
+}
 
 /** Legacy .lzma: props(1) dictSize(4 LE) uncompressedSize(8 LE, all-ones = unknown), then the range-coded data. */
 export function decodeLzmaAlone(inp: Uint8Array, limit: number, what = "lzma"): DecodeResult {
