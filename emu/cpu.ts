@@ -24,7 +24,7 @@ export interface CpuHooks {
    * per block, not per execution). `pc` is linear. A stop() requested here ends the run before the block executes,
    * with EIP at its start: exact and resumable.
    */
-  newBlock?(pc: number, size: number): void;
+  newBlock?(pc: number, size: number, instructions: number): void;
 }
 
 export interface RunOutcome {
@@ -222,8 +222,8 @@ class UnicornCpu implements Cpu {
       const fn = h.newBlock;
       const tb = this.a.ucTb;
       const cb = k.register((_uc: unknown, cur: unknown) => this.guard(() => {
-        const t = k.decode(cur, tb) as { pc: number | bigint; size: number };
-        fn(Number(t.pc), t.size);
+        const t = k.decode(cur, tb) as { pc: number | bigint; size: number; icount: number };
+        fn(Number(t.pc), t.size, t.icount);
       }, undefined), k.pointer(this.a.protos.edge));
       this.callbacks.push(cb);
       check(this.a, "uc_hook_add(EDGE_GENERATED)", this.a.uc_hook_add_edge(this.uc, [0], UC_HOOK_EDGE_GENERATED, cb, null, 1n, 0n));

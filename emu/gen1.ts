@@ -56,6 +56,11 @@ export interface Gen1Options {
    * against the guest's own code (differential tests) or to debug one: the run is then several times slower.
    */
   accelerate?: boolean;
+  /**
+   * Count the guest instructions executed (stats.instructions; otherwise -1). A measurement aid for benchmarks: it
+   * costs a JS call per translated block executed, several times the run's time.
+   */
+  countInstructions?: boolean;
   /** Called with the CPU after the run, before it is closed (tests inspect the final guest state). */
   inspect?: (cpu: Cpu) => void;
 }
@@ -73,7 +78,7 @@ export interface Gen1Result {
   handoff?: Handoff;
   screen: string[];
   serial: string;
-  /** instructions is -1: not counted (see maxEvents); events = BIOS calls + port accesses. */
+  /** instructions: guest instructions with opts.countInstructions, else -1; events = BIOS calls + port accesses. */
   stats: { instructions: number; events: number; wallMs: number; diskReads: number; sectorsRead: number; intCalls: number;
     modeSwitches: number; virtualMs: number };
   readLog: { lba: number; count: number }[];
@@ -139,15 +144,19 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
       cpuidLeaf(cpu);
       return true;
     },
-    newBlock: (pc) => onNewBlock(pc),
+    newBlock: (pc, _size, n) => { if (blockInstructions) blockInstructions.set(pc, n); onNewBlock(pc); },
   });
   let onNewBlock = (_pc: number): void => {};
+  // opts.countInstructions: instructions per translated block (by start address), summed at each block executed.
+  const blockInstructions = opts.countInstructions ? new Map<number, number>() : undefined;
+  let instructions = 0;
   try {
     m = new Machine(cpu, memoryMiB * 2 ** 20, Math.min(1_000_000, Math.max(16, opts.traceEvents ?? 256)));
     if (opts.traceSink) m.trace.sink = opts.traceSink;
     const accel = new LoopAccelerator(cpu, m);
     // GRUB i386-pc's core.img decompressor finished on the host (its own LZMA decoder is store-bound: ~0.3 s).
     const grubLzma = opts.accelerate !== false ? installGrubLzmaAccel(cpu, m) : undefined;
+    if (blockInstructions) cpu.addBlockHook(0, 0xffffffff, (address) => { instructions += blockInstructions.get(address) ?? 0; });
     const traceBlocks = Math.min(100_000, Math.max(0, Math.floor(opts.traceBlocks ?? 0)));
     if (traceBlocks > 0) {
       m.trace.keepBlocks(traceBlocks);
@@ -337,7 +346,7 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
         reached, verdict: inconclusive ? "inconclusive" : "fails", stop: s, findings, chain,
         ...(h ? { handoff: h } : {}),
         screen, serial: Buffer.from(m.serial).toString("latin1"),
-        stats: { instructions: -1, events: bios.intCalls + m.portAccesses, wallMs: Math.round(performance.now() - t0), diskReads: bios.diskReads, sectorsRead: bios.sectorsRead,
+        stats: { instructions: blockInstructions ? instructions : -1, events: bios.intCalls + m.portAccesses, wallMs: Math.round(performance.now() - t0), diskReads: bios.diskReads, sectorsRead: bios.sectorsRead,
           intCalls: bios.intCalls, modeSwitches, virtualMs: Math.round(m.clock.now / 1e6) },
         readLog,
         accel: { loops: accel.stats, ...(grubLzma ? { grubLzma: grubLzma.stats } : {}) },

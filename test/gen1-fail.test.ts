@@ -41,6 +41,12 @@ describe("Gen1 boot failures", () => {
     expect(codes).toContain("GEN1_BOOT_CODE_GAVE_UP");
     expect(codes).toContain("GEN1_BOOT_MESSAGE");
     expect(r.trace.window?.lines[0].text).toMatch(/^int 0x18/);
+    expect(r.stats.instructions).toBe(-1);
+    // Counting (a benchmark aid): mbr.bin relocates itself (rep movsw), scans 4 entries, prints 25 characters.
+    const counted = runGen1(fixture("no-active.img"), { countInstructions: true });
+    expect(counted.stop).toEqual(r.stop);
+    expect(counted.stats.instructions).toBeGreaterThan(100);
+    expect(counted.stats.instructions).toBeLessThan(2000);
   });
 
   it("shows GRUB's error and the rescue prompt waiting for a key when core.img has a wrong prefix", () => {
