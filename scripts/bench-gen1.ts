@@ -12,6 +12,7 @@ import { FileSource } from "../images/source.ts";
 import { runGen1 } from "../emu/gen1.ts";
 import { bootQemu, type QemuRun, type QemuSignal } from "./bench-qemu.ts";
 import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
 import { FIXTURES, WORK, cliEntry, median, mib, pool, runBin, runCheck, sec, sh, table, type CliRun } from "./bench-lib.ts";
 
 interface Manifest {
@@ -266,8 +267,48 @@ export function profile(image: string, top = 15): string {
     table(["function (self time)", "self", "share"], rows);
 }
 
-// Stand-alone: the in-process runGen1 numbers, as before.
-if (import.meta.url === `file://${process.argv[1]}`) {
+/** One fixture's power-on to hand-off numbers, measured in a fresh process (see handoffTable). */
+interface HandoffRun { image: string; stop: string; first: number; warm: number[]; instructions: number; reads: number; sectors: number }
+
+/**
+ * Power-on to the Linux hand-off, the emulation alone (issue 3): in a fresh Node process per fixture, the first
+ * runGen1 (cold: V8 has not optimised the hooks yet), then `warm` more runs, then one counted run for the number of
+ * guest instructions (countInstructions: slower, so it is not timed).
+ */
+export function handoffTable(warm: number, log: (s: string) => void): string {
+  const runs: HandoffRun[] = [];
+  for (const name of ["grub-mbr.img", "grub-gpt-biosboot.img", "grub-menu-timeout.img", "syslinux-fat.img"]) {
+    const r = spawnSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--handoff", String(warm), path.join(FIXTURES, name)],
+      { encoding: "utf8", maxBuffer: 1 << 24 });
+    const line = r.stdout.split("\n").find((l) => l.startsWith("{"));
+    if (r.status !== 0 || !line) throw new Error(`handoff run of ${name} failed: ${r.stderr}`);
+    const h = JSON.parse(line) as HandoffRun;
+    log(`  ${name}: first ${sec(h.first)}, warm median ${sec(median(h.warm))}, ${(h.instructions / 1e6).toFixed(1)} M instructions`);
+    runs.push(h);
+  }
+  return table(["fixture", "stop", "guest instructions", "INT 13h reads (sectors)", "first run in a process", `median of ${warm} more`],
+    runs.map((h) => [h.image, h.stop, `${(h.instructions / 1e6).toFixed(1)} M`, `${h.reads} (${h.sectors})`, sec(h.first), sec(median(h.warm))]));
+}
+
+/** The child side of handoffTable: prints one HandoffRun as JSON. */
+function handoffChild(warm: number, img: string): void {
+  const open = () => new Disk(rawDriver.open(new FileSource(img), {} as never));
+  const timed = () => { const dev = open(); try { return runGen1(dev, { maxWallMs: 180_000 }); } finally { dev.close(); } };
+  const first = timed();
+  const warmMs: number[] = [];
+  for (let i = 0; i < warm; i++) warmMs.push(timed().stats.wallMs);
+  const dev = open();
+  const counted = runGen1(dev, { maxWallMs: 600_000, countInstructions: true });
+  dev.close();
+  const out: HandoffRun = { image: path.basename(img), stop: first.stop.reason, first: first.stats.wallMs, warm: warmMs,
+    instructions: counted.stats.instructions, reads: first.stats.diskReads, sectors: first.stats.sectorsRead };
+  console.log(JSON.stringify(out));
+}
+
+// Stand-alone: the in-process runGen1 numbers, as before; --handoff N IMAGE is handoffTable's child.
+if (import.meta.url === `file://${process.argv[1]}` && process.argv[2] === "--handoff") {
+  handoffChild(Number(process.argv[3]), process.argv[4]);
+} else if (import.meta.url === `file://${process.argv[1]}`) {
   const images = process.argv.slice(2).length ? process.argv.slice(2) : [path.join(FIXTURES, "grub-mbr.img"), path.join(FIXTURES, "syslinux-fat.img")];
   const { loadDisassembler } = await import("../emu/disasm.ts");
   await loadDisassembler();

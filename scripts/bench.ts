@@ -10,7 +10,7 @@ import { openImage } from "../images/registry.ts";
 import { readLayout } from "../images/layout.ts";
 import { FIXTURES, ROOT, WORK, cliEntry, freezeBundle, machineFacts, median, table, writeGenerated } from "./bench-lib.ts";
 import { qemuVersion, qemuArgs, QEMU, QEMU_INSTALL_HINT } from "./bench-qemu.ts";
-import { batch, compare, compareTable, profile, qemuToRoot, sizeScaling } from "./bench-gen1.ts";
+import { batch, compare, compareTable, handoffTable, profile, qemuToRoot, sizeScaling } from "./bench-gen1.ts";
 
 // ---- container open/inspect scaling ---------------------------------------------------------------------------------
 
@@ -97,6 +97,10 @@ async function main(): Promise<void> {
   const containers = containerScaling(quick ? 5 : 20, quick ? 1 : 3);
   log(containers);
 
+  log("\n== Gen1 power-on to the Linux hand-off, the emulation alone (fresh process per fixture)");
+  const handoff = handoffTable(quick ? 3 : 7, log);
+  log(handoff);
+
   log("\n== Gen1 fixtures: bootgate against QEMU (alternating)");
   const rows = await compare(reps, !!qv, silentMs, capMs, log);
   const cmp = compareTable(rows, !!qv);
@@ -132,6 +136,15 @@ async function main(): Promise<void> {
     "",
     table(["fact", "value"], [...facts.slice(1), ["load average at end", os.loadavg().map((x) => x.toFixed(2)).join(" / ")],
       ["repetitions", String(reps)], ["bench wall time", `${totalMin} min`]]),
+    "",
+    "### Gen1: power-on to the Linux hand-off (the emulation alone)",
+    "",
+    "`runGen1` in a fresh Node process per fixture (scripts/bench-gen1.ts --handoff): the first run in the process " +
+    "(what a `bootgate check` pays: V8 has not optimised bootgate's hooks yet), then the median of more runs in the same " +
+    "process. Guest instructions are counted in a separate run (countInstructions; host-finished copy loops and " +
+    "GRUB's core decompression are not guest instructions).",
+    "",
+    handoff,
     "",
     "### Gen1: bootgate against a real boot in QEMU",
     "",
