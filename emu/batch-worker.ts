@@ -9,7 +9,7 @@ import type { BatchErrorEntry, ToWorker, FromWorker } from "./batch.ts";
 const port = parentPort;
 if (!port) throw new Error("emu/batch-worker.ts runs only as a worker thread of emu/batch.ts");
 const { opts } = workerData as { opts: CheckOptions };
-if (opts.gens.includes(1)) await loadDisassembler();
+await loadDisassembler();                            // both generations disassemble their stop windows
 
 function errorEntry(file: string, e: unknown): BatchErrorEntry {
   if (e instanceof ImageError) return { path: file, error: { code: e.code, kind: e.kind, message: e.message }, exitCode: 2 };
