@@ -93,6 +93,30 @@ describe("Cpu newBlock hook and time-outs", () => {
     }
   });
 
+  it("never stops a later run for an earlier run's deadline (the watchdog re-armed many times)", () => {
+    const cpu = createCpu(1 << 20, {});
+    try {
+      // inc word [0x1000] ; hlt   — 300 short runs, each armed with a 5 ms deadline it never reaches
+      cpu.write(0x7c00, Buffer.from([0xff, 0x06, 0x00, 0x10, 0xf4]));
+      for (let i = 0; i < 300; i++) {
+        cpu.setReg("CS", 0); cpu.setReg("EIP", 0x7c00);
+        expect(cpu.run(0, 5_000).err).toBe(0);
+        expect(cpu.timedOut()).toBe(false);
+        expect(cpu.reg("EIP")).toBe(0x7c05);
+      }
+      expect(cpu.ram.readUInt16LE(0x1000)).toBe(300);
+      // A spin is stopped near its deadline, not much later.
+      cpu.write(0x7c00, Buffer.from([0xeb, 0xfe]));
+      cpu.setReg("EIP", 0x7c00);
+      const t0 = performance.now();
+      cpu.run(0, 50_000);
+      expect(cpu.timedOut()).toBe(true);
+      expect(performance.now() - t0).toBeLessThan(3000);
+    } finally {
+      cpu.close();
+    }
+  });
+
   it("says when a run ended by its time-out rather than by HLT", () => {
     const cpu = createCpu(1 << 20, {});
     try {
