@@ -8,6 +8,7 @@ import "./gen1-findings.ts";
 import { createCpu, type Cpu } from "./cpu.ts";
 import { LoopAccelerator, type LoopAccelStats } from "./loop-accel.ts";
 import { installGrubLzmaAccel, type GrubLzmaStats } from "./gen1-lzma.ts";
+import { GrubBiosCalls, type GrubIntStats } from "./gen1-grub-int.ts";
 import { Machine, MEM } from "./machine.ts";
 import { NS_IDLE_SKIP } from "./clock.ts";
 import type { Stop } from "./stop.ts";
@@ -83,7 +84,7 @@ export interface Gen1Result {
     modeSwitches: number; virtualMs: number };
   readLog: { lba: number; count: number }[];
   /** What the host accelerators did (not part of the verdict document: it depends on nothing the user can act on). */
-  accel?: { loops: LoopAccelStats; grubLzma?: GrubLzmaStats };
+  accel?: { loops: LoopAccelStats; grubLzma?: GrubLzmaStats; grubInt?: GrubIntStats };
   trace: { events: TraceEvent[]; stages: TraceEvent[]; window?: { at: string; mode: string; lines: DisasmLine[]; registers?: Record<string, string> };
     unknownPorts: Record<string, number>;
     /** The last basic blocks executed (linear address in hex, size in bytes), with opts.traceBlocks only. */
@@ -165,6 +166,8 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
     bios = new Gen1Bios(m, { memoryMiB, ideSlot, bootOrder: ["cd", "ide", "nic", "floppy"] });
     for (const s of [int10Services, int13Services, int15Services, miscServices]) bios.register(s);
     bios.keys = parseKeys(opts.keys ?? "");
+    // GRUB's BIOS calls made without its real-mode round trip (emu/gen1-grub-int.ts).
+    const grubInt = opts.accelerate !== false ? new GrubBiosCalls(cpu, m, bios) : undefined;
     bios.post();
     const disk = bios.attachDisk(dev, ideSlot);
     const readLog: { lba: number; count: number }[] = [];
@@ -287,7 +290,7 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
           detail: `the boot code jumped into empty memory at ${hex4(where.cs)}:${hex4(where.ip)} (zero bytes: nothing was loaded there)` });
         return;
       }
-      if (opts.accelerate !== false) accel.onBlock(pc);
+      if (opts.accelerate !== false && !grubInt?.onBlock(pc)) accel.onBlock(pc);
     };
     const codeDescriptor = (): number => cpu.mmr("GDTR").base + (cpu.reg("CS") & 0xfff8);
     let unexplained = 0;
@@ -307,7 +310,8 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
       }
       noteMode();
       if (m.resetRequested) { stop = { reason: "int19-return", detail: `the guest reset the machine: ${m.resetRequested}`, ...here() }; break; }
-      if (accel.applyPending()) { unexplained = 0; continue; }
+      const trapped = accel.applyPending(), grubTrapped = grubInt?.applyPending() ?? false;
+      if (trapped || grubTrapped) { unexplained = 0; continue; }
       if (m.u8(m.pcLinear() - 1) !== 0xf4) {
         if (++unexplained > MAX_UNEXPLAINED_RETURNS) {
           stop = { reason: "internal-error", detail: "the CPU emulator kept returning without a stop request, HLT or time-out", ...here() };
@@ -349,7 +353,7 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
         stats: { instructions: blockInstructions ? instructions : -1, events: bios.intCalls + m.portAccesses, wallMs: Math.round(performance.now() - t0), diskReads: bios.diskReads, sectorsRead: bios.sectorsRead,
           intCalls: bios.intCalls, modeSwitches, virtualMs: Math.round(m.clock.now / 1e6) },
         readLog,
-        accel: { loops: accel.stats, ...(grubLzma ? { grubLzma: grubLzma.stats } : {}) },
+        accel: { loops: accel.stats, ...(grubLzma ? { grubLzma: grubLzma.stats } : {}), ...(grubInt ? { grubInt: grubInt.stats } : {}) },
         trace: { events: m.trace.lastEvents(), stages: m.trace.stageEvents(), window: stopWindow(s), unknownPorts: m.unknownPortCounts(),
           ...(traceBlocks > 0 ? { blocks: m.trace.lastBlocks().map((b) => ({ address: b.address.toString(16).padStart(5, "0"), size: b.size })) } : {}) },
       };

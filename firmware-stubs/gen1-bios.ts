@@ -4,6 +4,7 @@
 import { defineFindings, finding, type Finding } from "../emu/findings.ts";
 import { MEM, stubOffset, type Machine } from "../emu/machine.ts";
 import type { Stop } from "../emu/stop.ts";
+import type { Cpu } from "../emu/cpu.ts";
 import { NS_PER_BIOS_CALL } from "../emu/clock.ts";
 import type { BlockDevice, Geometry } from "../images/block.ts";
 import { vhdGeometry } from "./hyperv.ts";
@@ -80,10 +81,12 @@ export class Gen1Bios {
   private table = new Map<number, ServiceDef>();
   private chained = false;
   private unknownSeen = new Set<string>();
+  /** Registers a service sees instead of the CPU's (callWith). */
+  private regView?: Cpu;
 
   constructor(readonly m: Machine, readonly profile: Gen1Profile) {}
 
-  get cpu() { return this.m.cpu; }
+  get cpu(): Cpu { return this.regView ?? this.m.cpu; }
 
   register(defs: ServiceDef[]): void {
     for (const d of defs) this.table.set(key(d.int, d.ah, d.al), d);
@@ -224,6 +227,13 @@ export class Gen1Bios {
       return;
     }
     this.chained = inStub;
+    this.service(intno, cs, ip);
+    this.chained = false;
+  }
+
+  /** The service INT `intno` asks for (registers through this.cpu); `cs:ip` is after the INT instruction. */
+  private service(intno: number, cs: number, ip: number): void {
+    const cpu = this.cpu, m = this.m;
     this.intCalls++;
     m.clock.advance(NS_PER_BIOS_CALL);
     for (const o of this.observers) o(intno);
@@ -238,7 +248,26 @@ export class Gen1Bios {
     }
     if (def) def.fn(this);
     else this.unknown(intno, intno === 0x15 ? 0x86 : 0x01);
-    this.chained = false;
+  }
+
+  /** Whether INT `intno` would reach this BIOS (its vector is ours, not a handler the guest installed). */
+  serves(intno: number): boolean {
+    return this.m.u32(intno * 4) === ((MEM.BIOS_SEG << 16) | stubOffset(intno)) >>> 0;
+  }
+
+  /** The service table has an entry for INT `intno` with these AH/AL (a known service). */
+  knows(intno: number, ah: number, al: number): boolean {
+    return this.table.has(key(intno, ah, al)) || this.table.has(key(intno, ah)) || this.table.has(key(intno));
+  }
+
+  /**
+   * A real-mode INT made on the guest's behalf by the host (a boot loader's BIOS-call trampoline finished on the
+   * host: emu/gen1-grub-int.ts): the service runs with `regs` standing in for the CPU's registers, as the guest's
+   * real-mode code would have loaded them; `cs:ip` is where that code's INT would have left them.
+   */
+  callWith(intno: number, regs: Cpu, cs: number, ip: number): void {
+    this.regView = regs;
+    try { this.service(intno, cs, ip); } finally { this.regView = undefined; }
   }
 
   /** Push FLAGS, CS, IP on the real-mode stack and continue at the IVT vector. */
