@@ -8,7 +8,6 @@ import {
   UC_QUERY_TIMEOUT, X86_REG, type X86Reg,
 } from "./uc-consts.ts";
 import { unicorn, check, type UcApi } from "./unicorn.ts";
-import { watchdog } from "./watchdog.ts";
 
 export type { X86Reg };
 
@@ -64,8 +63,9 @@ export interface Cpu {
    * on every instruction (about 16 ns each), added on the first counted run; a later uncounted run removes it and
    * flushes all translated code (about 3 s), so keep to one kind: the emulators run uncounted. A run ended by
    * `timeoutUs` may stop inside a translated block with EIP at the block start (some of its stores done): do not
-   * resume after a time-out (timedOut()). The time-out is kept by a sleeping watchdog thread (emu/watchdog.ts), not
-   * by Unicorn's own, which polls every 2 µs on another core while the run lasts.
+   * resume after a time-out (timedOut()). Unicorn's time-out thread polls every 2 µs on another core while it runs
+   * (80-90 ms of that core per Gen1 boot). A sleeping watchdog worker that calls uc_emu_stop was tried: koffi's addon
+   * aborts the process when a worker thread is torn down while it loads (batch workers, exit), so not used.
    */
   run(count: number, timeoutUs?: number): RunOutcome;
   /** Ask the running emulation to stop (from a hook). */
@@ -130,9 +130,6 @@ class UnicornCpu implements Cpu {
   private rangeFns = new Map<number, (address: number, size: number) => void>();
   private nextId = 1;
   private closed = false;
-  /** How the last run's time-out was kept, and whether it fired. */
-  private lastTimeout: "none" | "watchdog" | "unicorn" = "none";
-  private watchdogFired = false;
 
   constructor(ramBytes: number, private hooks: CpuHooks, readonly mode: CpuMode) {
     this.a = unicorn();
@@ -330,11 +327,7 @@ class UnicornCpu implements Cpu {
   run(count: number, timeoutUs = 0): RunOutcome {
     // A 32-bit engine sets EIP = begin (a 16-bit one would keep only the low 16 bits of begin - CS*16).
     const begin = this.mode === "long" ? this.reg64("RIP") : BigInt(this.reg("EIP"));
-    const wd = timeoutUs > 0 ? watchdog(this.a.libName) : null;
-    if (wd) wd.arm(BigInt(this.a.koffi.address(this.uc) as bigint), timeoutUs / 1000);
-    const err = this.a.uc_emu_start(this.uc, begin, 0xffffffffffffffffn, wd ? 0 : timeoutUs, count);
-    this.watchdogFired = wd ? wd.disarm() : false;
-    this.lastTimeout = wd ? "watchdog" : timeoutUs > 0 ? "unicorn" : "none";
+    const err = this.a.uc_emu_start(this.uc, begin, 0xffffffffffffffffn, timeoutUs, count);
     return { err, errText: err === 0 ? "" : this.a.uc_strerror(err) };
   }
 
@@ -343,7 +336,6 @@ class UnicornCpu implements Cpu {
   }
 
   timedOut(): boolean {
-    if (this.lastTimeout !== "unicorn") return this.watchdogFired;
     const b = Buffer.alloc(8);
     check(this.a, "uc_query(TIMEOUT)", this.a.uc_query(this.uc, UC_QUERY_TIMEOUT, b));
     return b.readBigUInt64LE(0) !== 0n;

@@ -50,8 +50,6 @@ export interface UcApi {
   protos: { intr: any; code: any; insnIn: any; insnOut: any; cpuid: any; edge: any };
   /** struct uc_tb (the translation blocks an UC_HOOK_EDGE_GENERATED callback receives). */
   ucTb: any;
-  /** The library name that loaded (other threads load the same). */
-  libName: string;
   koffi: typeof koffi;
 }
 
@@ -68,10 +66,9 @@ export function unicorn(): UcApi {
     try { koffi.config({ ...koffi.config(), sync_stack_size: KOFFI_STACK, sync_heap_size: KOFFI_STACK }); } catch { /* keep defaults */ }
   }
   let lib: ReturnType<typeof koffi.load> | undefined;
-  let libName = "";
   const errors: string[] = [];
   for (const name of LIB_NAMES) {
-    try { lib = koffi.load(name); libName = name; break; } catch (e) { errors.push(`${name}: ${(e as Error).message}`); }
+    try { lib = koffi.load(name); break; } catch (e) { errors.push(`${name}: ${(e as Error).message}`); }
   }
   if (!lib) throw new UnicornMissingError(errors[0] ?? "not found");
   koffi.opaque("uc_engine");
@@ -110,7 +107,6 @@ export function unicorn(): UcApi {
       uc_ctl_2u64: lib.func("uc_ctl", "int", ["uc_engine *", "int", "uint64_t", "uint64_t"]),
       protos: { intr, code, insnIn, insnOut, cpuid, edge },
       ucTb,
-      libName,
       koffi,
     } as UcApi;
   } catch (e) {
