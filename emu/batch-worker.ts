@@ -4,11 +4,15 @@ import { parentPort, workerData } from "node:worker_threads";
 import { ImageError } from "../images/errors.ts";
 import { checkImage, type CheckOptions } from "./check.ts";
 import { loadDisassembler } from "./disasm.ts";
+import { setRunWatchdog } from "./cpu.ts";
+import { watchdogClient, type WatchdogBlock } from "./batch-watchdog.ts";
 import type { BatchErrorEntry, ToWorker, FromWorker } from "./batch.ts";
 
 const port = parentPort;
 if (!port) throw new Error("emu/batch-worker.ts runs only as a worker thread of emu/batch.ts");
-const { opts } = workerData as { opts: CheckOptions };
+const { opts, watchdog } = workerData as { opts: CheckOptions; watchdog?: WatchdogBlock };
+// CPU time-outs kept by the main thread (emu/batch-watchdog.ts) rather than by a polling thread per run.
+if (watchdog) setRunWatchdog(watchdogClient(watchdog));
 await loadDisassembler();                            // both generations disassemble their stop windows
 
 function errorEntry(file: string, e: unknown): BatchErrorEntry {

@@ -11,6 +11,7 @@ import { VERSION } from "./version.ts";
 import { formatCheck } from "./report-text.ts";
 import { toJunit } from "./junit.ts";
 import { emitAnnotations } from "./annotations.ts";
+import { newWatchdogBlock, watchdogHost, type WatchdogBlock } from "./batch-watchdog.ts";
 
 /** An image that could not be checked at all: what `check` alone reports as a one-line error and exit code 2. */
 export interface BatchErrorEntry {
@@ -59,15 +60,19 @@ function relink(doc: VerdictDoc): VerdictDoc {
   return doc;
 }
 
-/** Where the worker entry is: beside this module in the esbuild bundle (.mjs), or the TypeScript source under tsx. */
-function spawnWorker(opts: CheckOptions): Worker {
+/**
+ * Where the worker entry is: beside this module in the esbuild bundle (.mjs), or the TypeScript source under tsx.
+ * `watchdog`: the block through which this thread keeps the worker's CPU time-outs (emu/batch-watchdog.ts).
+ */
+function spawnWorker(opts: CheckOptions, watchdog: WatchdogBlock): Worker {
   const here = import.meta.url;
-  if (!here.endsWith(".ts")) return new Worker(new URL("./batch-worker.mjs", here), { workerData: { opts } });
+  const workerData = { opts, watchdog };
+  if (!here.endsWith(".ts")) return new Worker(new URL("./batch-worker.mjs", here), { workerData });
   // Running from the sources: the worker needs tsx's loader too (module hooks are per thread).
   const entry = new URL("./batch-worker.ts", here).href;
   const tsx = import.meta.resolve("tsx/esm/api");
   const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
-  return new Worker(boot, { eval: true, workerData: { opts } });
+  return new Worker(boot, { eval: true, workerData });
 }
 
 export interface BatchRunOptions {
@@ -87,7 +92,10 @@ export function checkBatch(files: string[], opts: CheckOptions, run: BatchRunOpt
   const jobs = Math.max(1, Math.min(run.jobs ?? defaultJobs(), files.length));
   let next = 0, done = 0;
   const workers = new Set<Worker>();
-  return new Promise((resolve, reject) => {
+  // One watchdog block per worker (a restarted worker takes a fresh one), all watched by this thread.
+  const blocks: WatchdogBlock[] = [];
+  let host = watchdogHost(blocks);
+  return new Promise<ImageResult[]>((resolve, reject) => {
     let failed = false;
     const fail = (e: unknown) => {
       if (failed) return;
@@ -102,7 +110,11 @@ export function checkBatch(files: string[], opts: CheckOptions, run: BatchRunOpt
       if (done === files.length) resolve(results);
     };
     const start = (): void => {
-      const w = spawnWorker(opts);
+      const block = newWatchdogBlock();
+      blocks.push(block);
+      host.stop();
+      host = watchdogHost(blocks);
+      const w = spawnWorker(opts, block);
       workers.add(w);
       let current = -1, started = false;
       const feed = () => {
@@ -132,7 +144,7 @@ export function checkBatch(files: string[], opts: CheckOptions, run: BatchRunOpt
       w.on("exit", (code) => died(`exited with code ${code}`));
     };
     for (let k = 0; k < jobs; k++) start();
-  });
+  }).finally(() => host.stop());
 }
 
 export interface BatchCliOptions {

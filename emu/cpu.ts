@@ -64,8 +64,8 @@ export interface Cpu {
    * flushes all translated code (about 3 s), so keep to one kind: the emulators run uncounted. A run ended by
    * `timeoutUs` may stop inside a translated block with EIP at the block start (some of its stores done): do not
    * resume after a time-out (timedOut()). Unicorn's time-out thread polls every 2 µs on another core while it runs
-   * (80-90 ms of that core per Gen1 boot). A sleeping watchdog worker that calls uc_emu_stop was tried: koffi's addon
-   * aborts the process when a worker thread is torn down while it loads (batch workers, exit), so not used.
+   * (80-90 ms of that core per Gen1 boot); batch workers use the main thread as their watchdog instead
+   * (setRunWatchdog, emu/batch-watchdog.ts).
    */
   run(count: number, timeoutUs?: number): RunOutcome;
   /** Ask the running emulation to stop (from a hook). */
@@ -78,6 +78,17 @@ export interface Cpu {
 }
 
 export type CpuMode = "real" | "long";
+
+/** Keeps run time-outs instead of uc_emu_start's polling thread (emu/batch-watchdog.ts). */
+export interface RunWatchdog {
+  /** Arm for the engine at address `uc`, `ms` from now. */
+  arm(uc: bigint, ms: number): void;
+  /** After the run returned: true when the watchdog stopped it. */
+  disarm(): boolean;
+}
+let runWatchdog: RunWatchdog | undefined;
+/** Use `w` for the time-outs of this thread's CPU runs (a batch worker; the main thread keeps Unicorn's). */
+export function setRunWatchdog(w: RunWatchdog | undefined): void { runWatchdog = w; }
 
 export function createCpu(ramBytes: number, hooks: CpuHooks, mode: CpuMode = "real"): Cpu {
   return new UnicornCpu(ramBytes, hooks, mode);
@@ -130,6 +141,8 @@ class UnicornCpu implements Cpu {
   private rangeFns = new Map<number, (address: number, size: number) => void>();
   private nextId = 1;
   private closed = false;
+  /** The last run's time-out: kept by a RunWatchdog (and whether it fired), or by Unicorn (uc_query). */
+  private watchdogRun?: { fired: boolean };
 
   constructor(ramBytes: number, private hooks: CpuHooks, readonly mode: CpuMode) {
     this.a = unicorn();
@@ -327,7 +340,10 @@ class UnicornCpu implements Cpu {
   run(count: number, timeoutUs = 0): RunOutcome {
     // A 32-bit engine sets EIP = begin (a 16-bit one would keep only the low 16 bits of begin - CS*16).
     const begin = this.mode === "long" ? this.reg64("RIP") : BigInt(this.reg("EIP"));
-    const err = this.a.uc_emu_start(this.uc, begin, 0xffffffffffffffffn, timeoutUs, count);
+    const wd = timeoutUs > 0 ? runWatchdog : undefined;
+    if (wd) wd.arm(BigInt(this.a.koffi.address(this.uc) as bigint), timeoutUs / 1000);
+    const err = this.a.uc_emu_start(this.uc, begin, 0xffffffffffffffffn, wd ? 0 : timeoutUs, count);
+    this.watchdogRun = wd ? { fired: wd.disarm() } : undefined;
     return { err, errText: err === 0 ? "" : this.a.uc_strerror(err) };
   }
 
@@ -336,6 +352,7 @@ class UnicornCpu implements Cpu {
   }
 
   timedOut(): boolean {
+    if (this.watchdogRun) return this.watchdogRun.fired;
     const b = Buffer.alloc(8);
     check(this.a, "uc_query(TIMEOUT)", this.a.uc_query(this.uc, UC_QUERY_TIMEOUT, b));
     return b.readBigUInt64LE(0) !== 0n;

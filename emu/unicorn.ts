@@ -37,6 +37,8 @@ export interface UcApi {
   uc_mem_write(uc: unknown, address: number | bigint, bytes: Buffer, size: number): number;
   uc_emu_start(uc: unknown, begin: number | bigint, until: number | bigint, timeout: number, count: number): number;
   uc_emu_stop(uc: unknown): number;
+  /** uc_emu_stop of the engine at this address (another thread's engine: emu/batch-watchdog.ts). */
+  uc_emu_stop_at(uc: bigint): number;
   uc_hook_add_intr(uc: unknown, hh: unknown[], type: number, cb: unknown, user: null, begin: number, end: number): number;
   uc_hook_add_code(uc: unknown, hh: unknown[], type: number, cb: unknown, user: number, begin: number | bigint, end: number | bigint): number;
   uc_hook_add_insn(uc: unknown, hh: unknown[], type: number, cb: unknown, user: null, begin: number, end: number, ...extra: unknown[]): number;
@@ -93,6 +95,7 @@ export function unicorn(): UcApi {
       uc_mem_write: lib.func("int uc_mem_write(uc_engine *uc, uint64_t address, const void *bytes, size_t size)"),
       uc_emu_start: lib.func("int uc_emu_start(uc_engine *uc, uint64_t begin, uint64_t until, uint64_t timeout, size_t count)"),
       uc_emu_stop: lib.func("int uc_emu_stop(uc_engine *uc)"),
+      uc_emu_stop_at: lib.func("uc_emu_stop", "int", ["uintptr_t"]),
       uc_hook_add_intr: lib.func("uc_hook_add", "int", ["uc_engine *", koffi.out(koffi.pointer("size_t")), "int",
         koffi.pointer(intr), "void *", "uint64_t", "uint64_t"]),
       uc_hook_add_code: lib.func("uc_hook_add", "int", ["uc_engine *", koffi.out(koffi.pointer("size_t")), "int",

@@ -59,6 +59,23 @@ describe("check A B C", () => {
       + "3 images: 0 boot, 2 fail, 0 inconclusive, 1 unreadable; exit code 2\n");
   });
 
+  it("ends a worker's guest that spins without BIOS calls at the wall budget (the main thread keeps the time-outs)", async () => {
+    // A synthetic MBR: inc ax ; jmp back to it — no BIOS call, no port, no new code: only the time-out can end it.
+    const mbr = Buffer.alloc(512);
+    Buffer.from([0x40, 0xeb, 0xfd]).copy(mbr);
+    mbr.writeUInt16LE(0xaa55, 510);
+    const spin = path.join(dir, "spin.img");
+    fs.writeFileSync(spin, Buffer.concat([mbr, Buffer.alloc(2047 * 512)]));
+    const t0 = Date.now();
+    const r = await cli(["check", spin, fx("no-active.img"), "--gen", "1", "--max-seconds", "2", "--json", "-"]);
+    const doc = JSON.parse(r.stdout.toString()) as Doc;
+    expect(doc.results[0].generations[0].verdict).toBe("inconclusive");
+    expect(doc.results[0].generations[0].stop.reason).toBe("budget-time");
+    expect(doc.results[1].generations[0].stop.reason).toBe("int18-return");
+    expect(r.status).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+  }, 60_000);
+
   it("combined exit code: 3 when the worst is inconclusive, 1 when one fails, 0 when all boot", async () => {
     // A shim chain with a budget of one firmware call cannot reach a decision: inconclusive.
     const gen2 = ["--gen", "2", "--target", "hyperv", "--secure-boot", "uefi-ca", "--max-instructions", "100", "--quiet"];
