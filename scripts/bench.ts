@@ -139,9 +139,9 @@ async function main(): Promise<void> {
     "",
     "### Gen1: power-on to the Linux hand-off (the emulation alone)",
     "",
-    "`runGen1` in a fresh Node process per fixture (scripts/bench-gen1.ts --handoff): the first run in the process " +
-    "(what a `bootgate check` pays: V8 has not optimised bootgate's hooks yet), then the median of more runs in the same " +
-    "process. Guest instructions are counted in a separate run (countInstructions; host-finished copy loops and " +
+    "`runGen1` in a fresh Node process per fixture (scripts/bench-gen1.ts --handoff, under tsx): the first run in the " +
+    "process (V8 has not optimised bootgate's hooks yet and tsx compiles each module on first use; the CLI's first run, " +
+    "from its bundle, is the \"runGen1 in the CLI\" column below), then the median of more runs in the same process. Guest instructions are counted in a separate run (countInstructions; host-finished copy loops and " +
     "GRUB's core decompression are not guest instructions).",
     "",
     handoff,
