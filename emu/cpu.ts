@@ -118,13 +118,18 @@ function adviseHugePages(buf: Buffer): void {
       madvise = fn;
     } catch { madvise = null; }
   }
+  adviseAligned(buf, HUGE, MADV_HUGEPAGE);        // best effort: 4 KiB pages otherwise
+}
+
+/** madvise(2) `advice` over the part of guest RAM `buf` aligned to `align` bytes; best effort (no libc: nothing). */
+function adviseAligned(buf: Buffer, align: number, advice: number): void {
   if (!madvise || buf.length < 2 * HUGE) return;
   try {
     const p = BigInt(unicorn().koffi.address(buf) as bigint);
-    const start = (p + BigInt(HUGE - 1)) & ~BigInt(HUGE - 1);
-    const len = Math.floor((buf.length - Number(start - p)) / HUGE) * HUGE;
-    if (len > 0) madvise(start, len, MADV_HUGEPAGE);
-  } catch { /* keep 4 KiB pages */ }
+    const start = (p + BigInt(align - 1)) & ~BigInt(align - 1);
+    const len = Math.floor((buf.length - Number(start - p)) / align) * align;
+    if (len > 0) madvise(start, len, advice);
+  } catch { /* the kernel keeps its defaults */ }
 }
 
 class UnicornCpu implements Cpu {
@@ -377,11 +382,5 @@ const MADV_DONTNEED = 4;
  * checking image after image otherwise holds several guests' touched pages at once. The Buffer reads as zeros after.
  */
 function releasePages(buf: Buffer): void {
-  if (!madvise || buf.length < 2 * HUGE) return;
-  try {
-    const p = BigInt(unicorn().koffi.address(buf) as bigint);
-    const start = (p + BigInt(PAGE - 1)) & ~BigInt(PAGE - 1);
-    const len = Math.floor((buf.length - Number(start - p)) / PAGE) * PAGE;
-    if (len > 0) madvise(start, len, MADV_DONTNEED);
-  } catch { /* the pages go when the Buffer is collected */ }
+  adviseAligned(buf, PAGE, MADV_DONTNEED);        // best effort: otherwise the pages go when the Buffer is collected
 }
