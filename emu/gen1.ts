@@ -265,8 +265,8 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
     // error, or the wall-time budget (uc_emu_start's timeout). Stops requested from hooks leave an exact state; a
     // time-out does not (Unicorn leaves a translated block half done), so it always ends the emulation. Each newly
     // translated block is inspected before it first runs (Cpu newBlock): a jump to itself is an idle loop nothing
-    // can end, a block of zero bytes means the boot code jumped into empty memory, and copy loops found there get a
-    // host trap (loop-accel.ts) after an exact stop. The virtual clock advances only with guest events (BIOS calls,
+    // can end, a block of zero bytes means the boot code jumped into empty memory, and copy loops (loop-accel.ts) and
+    // GRUB's BIOS-call function (gen1-grub-int.ts) found there get a host trap after an exact stop. The virtual clock advances only with guest events (BIOS calls,
     // port accesses, waits, idle polls, halts) and host-finished loops leave exactly the state the guest's loop
     // would, so runs are deterministic.
     let stop: Stop | undefined;
@@ -277,8 +277,9 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
     };
     onNewBlock = (pc) => {
       const b0 = m.u8(pc), b1 = m.u8(pc + 1);
-      const bits32 = m.protectedMode() && (m.u8(codeDescriptor() + 6) & 0x40) !== 0;
-      const selfJump = (b0 === 0xeb && b1 === 0xfe) || (b0 === 0xe9 && (bits32 ? m.u32(pc + 1) === 0xfffffffb : m.u16(pc + 1) === 0xfffd));
+      // jmp rel8 -2, or jmp rel16/rel32 to itself (the operand size of the code segment; read only for an E9).
+      const bits32 = () => m.protectedMode() && (m.u8(codeDescriptor() + 6) & 0x40) !== 0;
+      const selfJump = (b0 === 0xeb && b1 === 0xfe) || (b0 === 0xe9 && (bits32() ? m.u32(pc + 1) === 0xfffffffb : m.u16(pc + 1) === 0xfffd));
       if (selfJump) {
         // No interrupt is delivered while the guest runs (only at HLT): a jump to itself never ends.
         bios.requestStop({ reason: "halted", detail: `idle loop: a jump to itself with interrupts ${cpu.reg("EFLAGS") & 0x200 ? "on" : "off"}`, ...at(pc) });
