@@ -184,11 +184,8 @@ export class GrubBiosCalls {
   /** Flat 32-bit protected mode (GRUB's): CS a 32-bit segment, DS and SS based at 0. */
   private flatProtected(): boolean {
     const m = this.m, c = this.cpu;
-    if (!m.protectedMode()) return false;
     const gdt = c.mmr("GDTR");
-    const cs = c.reg("CS") & 0xfff8;
-    if (cs + 8 > gdt.limit + 1 || (m.u8(gdt.base + cs + 6) & 0x40) === 0) return false;
-    return m.segBase(c.reg("DS")) === 0 && m.segBase(c.reg("SS")) === 0;
+    return m.code32(gdt) && m.gdtBase(c.reg("DS"), gdt) === 0 && m.gdtBase(c.reg("SS"), gdt) === 0;
   }
 }
 

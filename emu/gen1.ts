@@ -278,8 +278,7 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
     onNewBlock = (pc) => {
       const b0 = m.u8(pc), b1 = m.u8(pc + 1);
       // jmp rel8 -2, or jmp rel16/rel32 to itself (the operand size of the code segment; read only for an E9).
-      const bits32 = () => m.protectedMode() && (m.u8(codeDescriptor() + 6) & 0x40) !== 0;
-      const selfJump = (b0 === 0xeb && b1 === 0xfe) || (b0 === 0xe9 && (bits32() ? m.u32(pc + 1) === 0xfffffffb : m.u16(pc + 1) === 0xfffd));
+      const selfJump = (b0 === 0xeb && b1 === 0xfe) || (b0 === 0xe9 && (m.code32() ? m.u32(pc + 1) === 0xfffffffb : m.u16(pc + 1) === 0xfffd));
       if (selfJump) {
         // No interrupt is delivered while the guest runs (only at HLT): a jump to itself never ends.
         bios.requestStop({ reason: "halted", detail: `idle loop: a jump to itself with interrupts ${cpu.reg("EFLAGS") & 0x200 ? "on" : "off"}`, ...at(pc) });
@@ -293,7 +292,6 @@ export function runGen1(dev: BlockDevice, opts: Gen1Options = {}): Gen1Result {
       }
       if (opts.accelerate !== false && !grubInt?.onBlock(pc)) accel.onBlock(pc);
     };
-    const codeDescriptor = (): number => cpu.mmr("GDTR").base + (cpu.reg("CS") & 0xfff8);
     let unexplained = 0;
     while (!stop) {
       const leftMs = maxWallMs - (performance.now() - t0);

@@ -100,19 +100,9 @@ export class LoopAccelerator {
   /** DS and ES bases when the guest runs 32-bit protected-mode code (CS descriptor D bit), else undefined. */
   private flat32(): Seg | undefined {
     const c = this.cpu, m = this.m;
-    if ((c.reg("CR0") & 1) === 0) return undefined;
     const gdt = c.mmr("GDTR");
-    const desc = (sel: number): number | undefined => {
-      const off = sel & 0xfff8;
-      return (sel & 4) === 0 && off + 8 <= gdt.limit + 1 ? gdt.base + off : undefined;
-    };
-    const base = (sel: number): number => {
-      const d = desc(sel);
-      return d === undefined ? 0 : (m.u16(d + 2) | (m.u8(d + 4) << 16) | (m.u8(d + 7) << 24)) >>> 0;
-    };
-    const cs = desc(c.reg("CS"));
-    if (cs === undefined || (m.u8(cs + 6) & 0x40) === 0) return undefined;
-    return { ds: base(c.reg("DS")), es: base(c.reg("ES")), ss: base(c.reg("SS")) };
+    if (!m.code32(gdt)) return undefined;
+    return { ds: m.gdtBase(c.reg("DS"), gdt), es: m.gdtBase(c.reg("ES"), gdt), ss: m.gdtBase(c.reg("SS"), gdt) };
   }
 
   /**

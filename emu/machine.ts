@@ -3,7 +3,7 @@
 // port 92h fast A20, 8259 PICs, VGA and 16550 UART registers. Unknown ports are logged and read as all-ones.
 import { VirtualClock, NS_PER_PORT_ACCESS, PIT_HZ } from "./clock.ts";
 import { Trace } from "./trace.ts";
-import type { Cpu } from "./cpu.ts";
+import type { Cpu, Mmr } from "./cpu.ts";
 
 /** Guest physical memory layout (real-mode view), the addresses a PC/AT BIOS uses. */
 export const MEM = {
@@ -87,11 +87,27 @@ export class Machine {
   /** Linear base of a segment register's selector: selector*16 in real mode, the GDT descriptor's base otherwise. */
   segBase(sel: number): number {
     if (!this.protectedMode()) return (sel & 0xffff) * 16;
-    const gdt = this.cpu.mmr("GDTR");
+    return this.gdtBase(sel);
+  }
+
+  /** The GDT descriptor of a selector (its linear address), or undefined for an LDT selector or one past the limit. */
+  private descriptor(sel: number, gdt: Mmr): number | undefined {
     const off = sel & 0xfff8;
-    if ((sel & 4) !== 0 || off + 8 > gdt.limit + 1) return 0;
-    const d = gdt.base + off;
-    return (this.u16(d + 2) | (this.u8(d + 4) << 16) | (this.u8(d + 7) << 24)) >>> 0;
+    return (sel & 4) === 0 && off + 8 <= gdt.limit + 1 ? gdt.base + off : undefined;
+  }
+
+  /** The base in a selector's GDT descriptor (0 where there is none). Pass `gdt` when reading several selectors. */
+  gdtBase(sel: number, gdt: Mmr = this.cpu.mmr("GDTR")): number {
+    const d = this.descriptor(sel, gdt);
+    return d === undefined ? 0 : (this.u16(d + 2) | (this.u8(d + 4) << 16) | (this.u8(d + 7) << 24)) >>> 0;
+  }
+
+  /** Protected mode with a 32-bit code segment (the D bit of CS's descriptor): the code's operand size is 32. */
+  code32(gdt?: Mmr): boolean {
+    if (!this.protectedMode()) return false;
+    const g = gdt ?? this.cpu.mmr("GDTR");
+    const d = this.descriptor(this.cpu.reg("CS"), g);
+    return d !== undefined && (this.u8(d + 6) & 0x40) !== 0;
   }
 
   /** Linear address of the current instruction. */
