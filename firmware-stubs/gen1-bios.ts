@@ -219,9 +219,7 @@ export class Gen1Bios {
     }
     const ip = eip & 0xffff;
     const inStub = cs === MEM.BIOS_SEG && ((ip - 2) & 0xffff) === stubOffset(intno);
-    const vec = m.u32(intno * 4);
-    const ours = vec === ((MEM.BIOS_SEG << 16) | stubOffset(intno)) >>> 0;
-    if (!inStub && !ours) {
+    if (!inStub && !this.serves(intno)) {
       // The guest installed its own handler: deliver like the CPU does (push FLAGS, CS, IP; clear IF/TF).
       this.deliver(intno, cs, ip);
       return;
