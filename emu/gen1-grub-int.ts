@@ -22,7 +22,7 @@
 // its next BIOS call. Only services that answer at once are made this way (video, disk, memory map, ticks);
 // keyboard input, waits, boot and unknown services take GRUB's own path.
 import type { Cpu, X86Reg } from "./cpu.ts";
-import type { Machine } from "./machine.ts";
+import { bytesMatch, type Machine } from "./machine.ts";
 import type { Gen1Bios } from "../firmware-stubs/gen1-bios.ts";
 
 /** grub_bios_interrupt from its first byte; -1 bytes are the absolute addresses build-specific (in `ADDR_AT`). */
@@ -105,10 +105,7 @@ export class GrubBiosCalls {
   }
 
   private matches(at: number, pat: number[]): boolean {
-    const ram = this.m.ram;
-    if (at + pat.length > ram.length) return false;
-    for (let i = 0; i < pat.length; i++) if (pat[i] >= 0 && ram[at + i] !== pat[i]) return false;
-    return true;
+    return bytesMatch(this.m.ram, at, pat);
   }
 
   /** The function at `pc` with its operands consistent (the real-mode part patches the addresses the entry names). */

@@ -37,7 +37,7 @@
 // probabilities, the saved EBP, the locals, every register and the flags are exactly the guest decoder's.
 import { createHash } from "node:crypto";
 import type { Cpu } from "./cpu.ts";
-import type { Machine } from "./machine.ts";
+import { bytesMatch, type Machine } from "./machine.ts";
 import { decodeLzmaRaw, type LzmaSnapshot } from "../images/lzma.ts";
 
 /** Where diskboot.img enters core.img's decompressor (GRUB_BOOT_MACHINE_KERNEL_ADDR + 0x200). */
@@ -108,11 +108,6 @@ export function installGrubLzmaAccel(cpu: Cpu, _m?: Machine): { stats: GrubLzmaS
   return { stats };
 }
 
-function matches(ram: Buffer, at: number, pat: number[]): boolean {
-  if (at < 0 || at + pat.length > ram.length) return false;
-  for (let i = 0; i < pat.length; i++) if (pat[i] >= 0 && ram[at + i] !== pat[i]) return false;
-  return true;
-}
 
 /** The decoder's bytes around `entry` are GRUB 2.06's. */
 function isDecoder(ram: Buffer, entry: number): boolean {
@@ -124,10 +119,10 @@ function isDecoder(ram: Buffer, entry: number): boolean {
 /** Find post_reed_solomon's call of the decoder in the decompressor: its entry and the call's return address. */
 export function findGrubLzmaCall(ram: Buffer): { entry: number; ret: number } | undefined {
   for (let at = CORE_ENTRY; at + CALL_SITE.length + 4 + RETURN_TAIL.length <= CORE_SCAN_END; at++) {
-    if (ram[at] !== 0xbf || !matches(ram, at, CALL_SITE)) continue;
+    if (ram[at] !== 0xbf || !bytesMatch(ram, at, CALL_SITE)) continue;
     const ret = at + CALL_SITE.length + 4;
     const entry = (ret + ram.readInt32LE(ret - 4)) >>> 0;
-    if (matches(ram, ret, RETURN_TAIL) && isDecoder(ram, entry)) return { entry, ret };
+    if (bytesMatch(ram, ret, RETURN_TAIL) && isDecoder(ram, entry)) return { entry, ret };
   }
   return undefined;
 }
@@ -160,7 +155,7 @@ function atEntry(cpu: Cpu, entry: number, expectRet: number, stats: GrubLzmaStat
   const esp = cpu.reg("ESP");
   if (esp < FRAME || esp + 8 > ram.length) return `stack pointer ${esp.toString(16)} outside RAM`;
   const ret = ram.readUInt32LE(esp), outSize = ram.readUInt32LE(esp + 4);
-  if (ret !== expectRet || !matches(ram, ret, RETURN_TAIL)) return `called from ${ret.toString(16)}, not post_reed_solomon`;
+  if (ret !== expectRet || !bytesMatch(ram, ret, RETURN_TAIL)) return `called from ${ret.toString(16)}, not post_reed_solomon`;
   if (cpu.reg("EFLAGS") & DF) return "direction flag set";
   const ebx = cpu.reg("EBX"), esi = cpu.reg("ESI"), edi = cpu.reg("EDI");
   if (outSize === 0 || outSize > MAX_OUT) return `output size ${outSize}`;

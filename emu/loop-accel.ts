@@ -6,7 +6,7 @@
 // only the loop's exit test. Loops are found as their code is translated (Cpu newBlock: a loop head starts a
 // translation block), at no cost per execution.
 import type { Cpu } from "./cpu.ts";
-import type { Machine } from "./machine.ts";
+import { bytesMatch, type Machine } from "./machine.ts";
 
 /** EFLAGS.DF (Intel SDM vol. 1, 3.4.3.2). */
 const DF = 0x400;
@@ -79,10 +79,7 @@ export class LoopAccelerator {
   }
 
   private matches(at: number, idiom: Idiom): boolean {
-    const ram = this.m.ram;
-    if (at + idiom.bytes.length > ram.length) return false;
-    for (let i = 0; i < idiom.bytes.length; i++) if (idiom.bytes[i] >= 0 && ram[at + i] !== idiom.bytes[i]) return false;
-    return true;
+    return bytesMatch(this.m.ram, at, idiom.bytes);
   }
 
   /** The code hook: the head runs next; finish the loop if the code there is still the idiom in flat 32-bit code. */

@@ -24,6 +24,13 @@ export const MEM = {
 /** Offset in segment F000 of the stub for vector n: `INT n ; IRET` (4 bytes each). */
 export const stubOffset = (n: number): number => 0xd000 + n * 4;
 
+/** Whether the bytes at `at` are `pattern`, where -1 matches any byte (code signatures with addresses left open). */
+export function bytesMatch(ram: Uint8Array, at: number, pattern: readonly number[]): boolean {
+  if (at < 0 || at + pattern.length > ram.length) return false;
+  for (let i = 0; i < pattern.length; i++) if (pattern[i] >= 0 && ram[at + i] !== pattern[i]) return false;
+  return true;
+}
+
 export type PortIn = (port: number, size: number) => number;
 export type PortOut = (port: number, size: number, value: number) => void;
 
