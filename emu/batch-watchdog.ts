@@ -41,13 +41,16 @@ export function watchdogClient(b: WatchdogBlock): RunWatchdog {
   };
 }
 
-/** The main thread's side: a timer over every worker's block; stop() ends it. */
-export function watchdogHost(blocks: WatchdogBlock[]): { stop(): void } {
-  const views = blocks.map((b) => ({ st: new Int32Array(b.state), slots: new BigInt64Array(b.slots) }));
+/** The main thread's side: a timer over every worker's block (`blocks` may grow as workers start); stop() ends it. */
+export function watchdogHost(blocks: readonly WatchdogBlock[]): { stop(): void } {
+  const views = new Map<WatchdogBlock, { st: Int32Array; slots: BigInt64Array }>();
   const a = unicorn();
   const timer = setInterval(() => {
     const now = process.hrtime.bigint();
-    for (const { st, slots } of views) {
+    for (const b of blocks) {
+      let v = views.get(b);
+      if (!v) views.set(b, v = { st: new Int32Array(b.state), slots: new BigInt64Array(b.slots) });
+      const { st, slots } = v;
       const s = Atomics.load(st, 0);
       if ((s & 3) !== ARMED || now < slots[0]) continue;
       // Claim this generation only: a run that ended and a new one armed meanwhile changes the word.

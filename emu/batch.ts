@@ -94,7 +94,7 @@ export function checkBatch(files: string[], opts: CheckOptions, run: BatchRunOpt
   const workers = new Set<Worker>();
   // One watchdog block per worker (a restarted worker takes a fresh one), all watched by this thread.
   const blocks: WatchdogBlock[] = [];
-  let host = watchdogHost(blocks);
+  const host = watchdogHost(blocks);
   return new Promise<ImageResult[]>((resolve, reject) => {
     let failed = false;
     const fail = (e: unknown) => {
@@ -112,8 +112,6 @@ export function checkBatch(files: string[], opts: CheckOptions, run: BatchRunOpt
     const start = (): void => {
       const block = newWatchdogBlock();
       blocks.push(block);
-      host.stop();
-      host = watchdogHost(blocks);
       const w = spawnWorker(opts, block);
       workers.add(w);
       let current = -1, started = false;
